@@ -1,0 +1,303 @@
+//! The command line: one clap struct per subcommand, and their conversion into
+//! the library's validated option structs. Parsing stays here; the binary
+//! (`src/main.rs`) only dispatches and prints.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{parse_override, KafkaSettings};
+use crate::domain::generator::GeneratorConfig;
+use crate::domain::report::Format;
+use crate::domain::stock::StockConfig;
+use crate::error::{Error, Result};
+use crate::ops::replay::ResetTarget;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderflow",
+    version,
+    about = "An event-driven order pipeline on Apache Kafka"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Connection flags every subcommand takes.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port...]
+    #[arg(
+        long,
+        global = true,
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+    /// A librdkafka property, passed as-is (repeatable), e.g. -X linger.ms=20
+    #[arg(short = 'X', global = true, value_name = "KEY=VALUE", value_parser = parse_override)]
+    pub overrides: Vec<(String, String)>,
+    /// Seconds to wait for the cluster before reporting it unreachable
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+}
+
+impl KafkaArgs {
+    pub fn settings(&self) -> KafkaSettings {
+        KafkaSettings {
+            brokers: self.brokers.clone(),
+            overrides: self.overrides.clone(),
+            timeout: Duration::from_secs(self.timeout.max(1)),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the orders and inventory topics (existing ones are kept)
+    Topics(TopicsArgs),
+    /// Publish seeded OrderPlaced events
+    Produce(ProduceArgs),
+    /// Run the inventory service: orders in, stock decisions out
+    Inventory(InventoryArgs),
+    /// Run the analytics service: stock decisions in, report out
+    Analytics(AnalyticsArgs),
+    /// Reset a consumer group's committed offsets (dry run unless --execute)
+    Replay(ReplayArgs),
+    /// Show a consumer group's lag per partition
+    Lag(LagArgs),
+    /// Run the whole pipeline: 10,000 orders, a replay, and lag under throttling
+    Demo(DemoArgs),
+}
+
+/// The pipeline's topic names.
+#[derive(Debug, Clone, Args)]
+pub struct TopicNames {
+    /// Topic of OrderPlaced events
+    #[arg(long, default_value = "OrderEvents")]
+    pub orders_topic: String,
+    /// Topic of InventoryChecked events
+    #[arg(long, default_value = "InventoryEvents")]
+    pub inventory_topic: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    pub topics: TopicNames,
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
+}
+
+/// What the generated orders look like.
+#[derive(Debug, Clone, Args)]
+pub struct GeneratorArgs {
+    /// Seed of the order generator: the same seed gives the same orders
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Event time the simulated clock starts at (RFC 3339)
+    #[arg(long, default_value = "2026-01-01T00:00:00Z")]
+    pub start_time: DateTime<Utc>,
+    /// Mean orders per minute on the simulated clock
+    #[arg(long, default_value_t = 200.0)]
+    pub orders_per_minute: f64,
+}
+
+impl GeneratorArgs {
+    pub fn config(&self) -> Result<GeneratorConfig> {
+        if !(self.orders_per_minute > 0.0 && self.orders_per_minute.is_finite()) {
+            return Err(Error::Config(
+                "--orders-per-minute must be a positive number".into(),
+            ));
+        }
+        Ok(GeneratorConfig {
+            seed: self.seed,
+            start: self.start_time,
+            orders_per_minute: self.orders_per_minute,
+            ..GeneratorConfig::default()
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic of OrderPlaced events
+    #[arg(long, default_value = "OrderEvents")]
+    pub orders_topic: String,
+    /// Number of orders to publish
+    #[arg(long, default_value_t = 10_000)]
+    pub count: u64,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    /// Publish at most this many events per second (default: as fast as possible)
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+/// The stock table and the simulated failures.
+#[derive(Debug, Clone, Args)]
+pub struct StockArgs {
+    /// Share of orders the simulated stock check rejects, 0..1
+    #[arg(long, default_value_t = 0.05)]
+    pub failure_rate: f64,
+    /// Seed of the simulated failures (which orders fail)
+    #[arg(long = "failure-seed", default_value_t = 42)]
+    pub failure_seed: u64,
+    /// Units on hand per SKU at start
+    #[arg(long, default_value_t = 5_000)]
+    pub initial_stock: u64,
+    /// JSON object of units on hand for particular SKUs, {"SKU-0001": 10, ...}
+    #[arg(long)]
+    pub stock_file: Option<PathBuf>,
+}
+
+impl StockArgs {
+    pub fn config(&self) -> Result<StockConfig> {
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            return Err(Error::Config(
+                "--failure-rate must be between 0 and 1".into(),
+            ));
+        }
+        let initial: BTreeMap<String, u64> = match &self.stock_file {
+            None => BTreeMap::new(),
+            Some(path) => {
+                let text = std::fs::read(path).map_err(|source| Error::Io {
+                    action: "reading",
+                    path: path.clone(),
+                    source,
+                })?;
+                serde_json::from_slice(&text).map_err(|e| {
+                    Error::Config(format!(
+                        "{}: expected a JSON object of SKU to units: {e}",
+                        path.display()
+                    ))
+                })?
+            }
+        };
+        Ok(StockConfig {
+            initial_per_sku: self.initial_stock,
+            initial,
+            failure_rate: self.failure_rate,
+            seed: self.failure_seed,
+        })
+    }
+}
+
+/// How a service runs.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Stop once everything in the assigned partitions has been read (batch mode)
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Commit finished offsets this often while running
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub commit_interval_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub topics: TopicNames,
+    /// Consumer group
+    #[arg(long, default_value = "inventory")]
+    pub group: String,
+    #[command(flatten)]
+    pub stock: StockArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyticsArgs {
+    /// Topic of InventoryChecked events
+    #[arg(long, default_value = "InventoryEvents")]
+    pub inventory_topic: String,
+    /// Consumer group
+    #[arg(long, default_value = "analytics")]
+    pub group: String,
+    /// Write the report to this file instead of standard output
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Report format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Sleep this many milliseconds per event (a deliberately slow consumer)
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub throttle_ms: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Consumer group whose offsets to reset
+    #[arg(long)]
+    pub group: String,
+    /// Topic to reset the group's offsets on
+    #[arg(long)]
+    pub topic: String,
+    /// earliest, latest, an RFC 3339 time, or offset:<n>
+    #[arg(long)]
+    pub to: ResetTarget,
+    /// Apply the plan (without it, only show it)
+    #[arg(long)]
+    pub execute: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LagArgs {
+    /// Consumer group
+    #[arg(long)]
+    pub group: String,
+    /// Topic (default: every topic the group has committed offsets on)
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Refresh every SECS seconds until interrupted
+    #[arg(long, value_name = "SECS")]
+    pub watch: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub topics: TopicNames,
+    /// Orders in the main run
+    #[arg(long, default_value_t = 10_000)]
+    pub count: u64,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    #[command(flatten)]
+    pub stock: StockArgs,
+    /// Orders published while analytics is throttled, to show lag
+    #[arg(long, default_value_t = 5_000)]
+    pub burst: u64,
+    /// Analytics' sleep per event during the lag run
+    #[arg(long, default_value_t = 2, value_name = "MS")]
+    pub throttle_ms: u64,
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Consumer group of the inventory service
+    #[arg(long, default_value = "inventory")]
+    pub inventory_group: String,
+    /// Consumer group of the analytics service
+    #[arg(long, default_value = "analytics")]
+    pub analytics_group: String,
+    /// Directory for the reports and the lag CSV
+    #[arg(long, default_value = "demo-output")]
+    pub out: PathBuf,
+    /// Never start the local Kafka (scripts/kafka up), even when none answers
+    #[arg(long)]
+    pub no_local_kafka: bool,
+}

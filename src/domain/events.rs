@@ -1,0 +1,291 @@
+//! The events orderflow writes to Kafka, as JSON: `OrderPlaced` on the orders
+//! topic and `InventoryChecked` on the inventory topic, both keyed by order id.
+//!
+//! Decoding is strict about meaning (a known schema version, at least one line
+//! item, positive quantities, a total that adds up) and lenient about extra
+//! fields, so that a newer producer can add fields without breaking us.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The schema version this build writes and the only one it accepts.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A customer placed an order. Prices are integer cents, never floats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    /// Always `"OrderPlaced"`; lets a reader tell event kinds apart.
+    pub event_type: String,
+    pub schema_version: u32,
+    /// Unique per order; also the Kafka message key.
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub items: Vec<LineItem>,
+    /// Sum of quantity × unit price over the items.
+    pub total_cents: u64,
+    /// When the order was placed, by the producer's (simulated) clock.
+    #[serde(with = "millis")]
+    pub event_time: DateTime<Utc>,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub sku: String,
+    pub quantity: u32,
+    pub unit_price_cents: u64,
+}
+
+/// Whether the inventory service could reserve an order's stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Reserved,
+    Rejected,
+}
+
+/// Why an order was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Some line item wanted more units than were left.
+    OutOfStock,
+    /// The simulated stock-check failure (`--failure-rate`).
+    MockFailure,
+}
+
+/// The inventory service's verdict on one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryChecked {
+    /// Always `"InventoryChecked"`.
+    pub event_type: String,
+    pub schema_version: u32,
+    pub order_id: Uuid,
+    pub status: Status,
+    /// Set when `status` is `Rejected`.
+    pub reason: Option<RejectReason>,
+    /// Human-readable detail for a rejection, such as which SKU ran out.
+    pub detail: Option<String>,
+    /// The order's own event time, carried over so analytics can window by it.
+    #[serde(with = "millis")]
+    pub event_time: DateTime<Utc>,
+    /// Wall-clock time the inventory service decided. Never used for windows.
+    #[serde(with = "millis")]
+    pub processed_at: DateTime<Utc>,
+}
+
+/// Why bytes from a topic are not a usable event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not valid JSON for this event: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid event: {0}")]
+    Invalid(String),
+}
+
+impl OrderPlaced {
+    pub const EVENT_TYPE: &'static str = "OrderPlaced";
+
+    /// Parses and validates an `OrderPlaced` from a message payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let order: OrderPlaced = serde_json::from_slice(payload)?;
+        order.validate()?;
+        Ok(order)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an OrderPlaced always serializes")
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_header(&self.event_type, Self::EVENT_TYPE, self.schema_version)?;
+        if self.items.is_empty() {
+            return invalid("order has no line items");
+        }
+        let mut total: u64 = 0;
+        for item in &self.items {
+            if item.sku.is_empty() {
+                return invalid("line item with an empty sku");
+            }
+            if item.quantity == 0 {
+                return invalid(format!("line item {} has quantity 0", item.sku));
+            }
+            total =
+                total.saturating_add(item.unit_price_cents.saturating_mul(item.quantity.into()));
+        }
+        if total != self.total_cents {
+            return invalid(format!(
+                "total_cents {} does not match the line items ({total})",
+                self.total_cents
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl InventoryChecked {
+    pub const EVENT_TYPE: &'static str = "InventoryChecked";
+
+    /// Parses and validates an `InventoryChecked` from a message payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let event: InventoryChecked = serde_json::from_slice(payload)?;
+        check_header(&event.event_type, Self::EVENT_TYPE, event.schema_version)?;
+        if (event.status == Status::Rejected) != event.reason.is_some() {
+            return invalid("a reason is given exactly when the status is Rejected");
+        }
+        Ok(event)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an InventoryChecked always serializes")
+    }
+
+    pub fn failed(&self) -> bool {
+        self.status == Status::Rejected
+    }
+}
+
+fn check_header(event_type: &str, expected: &str, version: u32) -> Result<(), DecodeError> {
+    if event_type != expected {
+        return invalid(format!(
+            "event_type is {event_type:?}, expected {expected:?}"
+        ));
+    }
+    if version != SCHEMA_VERSION {
+        return invalid(format!(
+            "unknown schema_version {version} (this build reads {SCHEMA_VERSION})"
+        ));
+    }
+    Ok(())
+}
+
+fn invalid<T>(why: impl Into<String>) -> Result<T, DecodeError> {
+    Err(DecodeError::Invalid(why.into()))
+}
+
+/// Timestamps on the wire: RFC 3339 in UTC with exactly three fractional digits,
+/// so equal instants always print as equal bytes.
+pub mod millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn format(time: &DateTime<Utc>) -> String {
+        time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> OrderPlaced {
+        OrderPlaced {
+            event_type: OrderPlaced::EVENT_TYPE.into(),
+            schema_version: SCHEMA_VERSION,
+            order_id: Uuid::from_u128(7),
+            customer_id: "cust-0001".into(),
+            items: vec![
+                LineItem {
+                    sku: "SKU-0001".into(),
+                    quantity: 2,
+                    unit_price_cents: 250,
+                },
+                LineItem {
+                    sku: "SKU-0002".into(),
+                    quantity: 1,
+                    unit_price_cents: 1000,
+                },
+            ],
+            total_cents: 1500,
+            event_time: "2026-01-01T00:00:00.5Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn order_round_trips_through_json() {
+        let bytes = order().encode();
+        assert_eq!(OrderPlaced::decode(&bytes).unwrap(), order());
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains(r#""event_time":"2026-01-01T00:00:00.500Z""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_json() {
+        assert!(matches!(
+            OrderPlaced::decode(b"{not json"),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_negative_quantity_and_missing_fields() {
+        let text = String::from_utf8(order().encode()).unwrap();
+        let negative = text.replacen(r#""quantity":2"#, r#""quantity":-2"#, 1);
+        assert!(matches!(
+            OrderPlaced::decode(negative.as_bytes()),
+            Err(DecodeError::Json(_))
+        ));
+        let missing = text.replacen(r#""customer_id":"cust-0001","#, "", 1);
+        assert!(matches!(
+            OrderPlaced::decode(missing.as_bytes()),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_meaningless_orders() {
+        let mut wrong_total = order();
+        wrong_total.total_cents += 1;
+        let mut no_items = order();
+        no_items.items.clear();
+        no_items.total_cents = 0;
+        let mut future_schema = order();
+        future_schema.schema_version = 2;
+        let mut zero = order();
+        zero.items[1].quantity = 0;
+        zero.total_cents = 500;
+        for bad in [wrong_total, no_items, future_schema, zero] {
+            let err = OrderPlaced::decode(&bad.encode()).unwrap_err();
+            assert!(matches!(err, DecodeError::Invalid(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn ignores_unknown_fields() {
+        let text = String::from_utf8(order().encode()).unwrap();
+        let extended = text.replacen('{', r#"{"coupon":"X1","#, 1);
+        assert_eq!(OrderPlaced::decode(extended.as_bytes()).unwrap(), order());
+    }
+
+    #[test]
+    fn inventory_event_requires_reason_for_rejections() {
+        let time = order().event_time;
+        let mut event = InventoryChecked {
+            event_type: InventoryChecked::EVENT_TYPE.into(),
+            schema_version: SCHEMA_VERSION,
+            order_id: Uuid::from_u128(1),
+            status: Status::Rejected,
+            reason: Some(RejectReason::MockFailure),
+            detail: None,
+            event_time: time,
+            processed_at: time,
+        };
+        assert_eq!(InventoryChecked::decode(&event.encode()).unwrap(), event);
+        event.reason = None;
+        assert!(InventoryChecked::decode(&event.encode()).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! The library's error type. The binary turns these into messages and exit
+//! codes at its edge; nothing in the library prints an error itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No broker answered a metadata request in time.
+    #[error("cannot reach Kafka at {brokers} within {}s: {source} (is a broker running there? `scripts/kafka up` starts a local one)", timeout.as_secs())]
+    Unreachable {
+        brokers: String,
+        timeout: Duration,
+        source: KafkaError,
+    },
+
+    /// A Kafka call failed; `action` says what we were doing.
+    #[error("Kafka error while {action}: {source}")]
+    Kafka { action: String, source: KafkaError },
+
+    /// A setting or argument makes no sense.
+    #[error("{0}")]
+    Config(String),
+
+    #[error("topic {0:?} does not exist (create it with `orderflow topics`)")]
+    UnknownTopic(String),
+
+    /// Offsets of a group in use cannot be reset: its members would overwrite them.
+    #[error("group {group:?} has {members} active member(s); stop its consumers before resetting its offsets")]
+    GroupActive { group: String, members: usize },
+
+    /// A produced event was not acknowledged by the broker.
+    #[error("the broker did not acknowledge an event written to {topic}: {source}")]
+    Delivery { topic: String, source: KafkaError },
+
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Attaches what we were doing to a failed Kafka call.
+pub trait KafkaResultExt<T> {
+    fn while_(self, action: impl Into<String>) -> Result<T>;
+}
+
+impl<T> KafkaResultExt<T> for std::result::Result<T, KafkaError> {
+    fn while_(self, action: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Kafka {
+            action: action.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! Cluster administration through the Kafka protocol: reachability, topics,
+//! watermarks, consumer-group membership and committed offsets. This is what
+//! `topics`, `lag`, `replay` and `demo` are built on; nothing shells out to
+//! Kafka's own tools.
+//!
+//! Metadata, watermark and offset calls block the calling thread for at most
+//! the configured timeout; they are used by short operator commands, never on
+//! a service's hot path.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::KafkaSettings;
+use crate::error::{Error, KafkaResultExt, Result};
+use crate::kafka::context::Logged;
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+/// A connection for administrative requests.
+pub struct Admin {
+    settings: KafkaSettings,
+    client: AdminClient<Logged>,
+}
+
+impl Admin {
+    /// Connects and checks that a broker answers within the settings' timeout.
+    pub fn connect(settings: &KafkaSettings) -> Result<Self> {
+        let client: AdminClient<Logged> = settings
+            .client_config(&[])
+            .create_with_context(Logged)
+            .while_("creating the admin client")?;
+        let admin = Self {
+            settings: settings.clone(),
+            client,
+        };
+        admin
+            .client
+            .inner()
+            .fetch_metadata(None, settings.timeout)
+            .map_err(|source| Error::Unreachable {
+                brokers: settings.brokers.clone(),
+                timeout: settings.timeout,
+                source,
+            })?;
+        Ok(admin)
+    }
+
+    pub fn settings(&self) -> &KafkaSettings {
+        &self.settings
+    }
+
+    /// The partition ids of `topic`, in order.
+    pub fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+        // Metadata for all topics: asking for one by name could auto-create it
+        // on brokers with auto.create.topics.enable.
+        let metadata = self
+            .client
+            .inner()
+            .fetch_metadata(None, self.settings.timeout)
+            .while_("fetching cluster metadata")?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        let mut ids: Vec<i32> = match found {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                t.partitions().iter().map(|p| p.id()).collect()
+            }
+            _ => return Err(Error::UnknownTopic(topic.to_owned())),
+        };
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Whether `topic` exists.
+    pub fn topic_exists(&self, topic: &str) -> Result<bool> {
+        match self.partitions(topic) {
+            Ok(_) => Ok(true),
+            Err(Error::UnknownTopic(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names of all topics, Kafka's internal ones (`__…`) left out.
+    pub fn topics(&self) -> Result<Vec<String>> {
+        let metadata = self
+            .client
+            .inner()
+            .fetch_metadata(None, self.settings.timeout)
+            .while_("fetching cluster metadata")?;
+        let mut names: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .filter(|name| !name.starts_with("__"))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Creates the topics that do not exist yet. Returns, per topic, whether
+    /// it was created now (false: it existed already).
+    pub async fn create_topics(&self, specs: &[TopicSpec]) -> Result<Vec<(String, bool)>> {
+        let new: Vec<NewTopic<'_>> = specs
+            .iter()
+            .map(|s| {
+                NewTopic::new(
+                    &s.name,
+                    s.partitions,
+                    TopicReplication::Fixed(s.replication_factor),
+                )
+            })
+            .collect();
+        let results = self
+            .client
+            .create_topics(new.iter(), &self.options())
+            .await
+            .while_("creating topics")?;
+        results
+            .into_iter()
+            .map(|result| match result {
+                Ok(name) => Ok((name, true)),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => Ok((name, false)),
+                Err((name, code)) => Err(Error::Kafka {
+                    action: format!("creating topic {name}"),
+                    source: KafkaError::AdminOp(code),
+                }),
+            })
+            .collect()
+    }
+
+    /// Deletes topics (missing ones are fine) and waits until the cluster's
+    /// metadata no longer lists them, so they can be created afresh.
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<()> {
+        let results = self
+            .client
+            .delete_topics(names, &self.options())
+            .await
+            .while_("deleting topics")?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((name, code)) => {
+                    return Err(Error::Kafka {
+                        action: format!("deleting topic {name}"),
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        let deadline = Instant::now() + self.settings.timeout * 3;
+        loop {
+            let existing = self.topics()?;
+            if !names.iter().any(|n| existing.iter().any(|e| e == n)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Config(format!(
+                    "topics {names:?} were not deleted in time"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes the committed offsets of consumer groups (missing ones are fine).
+    pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
+        let results = self
+            .client
+            .delete_groups(groups, &self.options())
+            .await
+            .while_("deleting consumer groups")?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((name, code)) => {
+                    return Err(Error::Kafka {
+                        action: format!("deleting consumer group {name}"),
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// (low, high) watermarks: the first offset still in the log, and the
+    /// log-end offset (the offset the next message will get).
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
+        self.client
+            .inner()
+            .fetch_watermarks(topic, partition, self.settings.timeout)
+            .while_(format!("fetching watermarks of {topic}[{partition}]"))
+    }
+
+    /// How many members the consumer group has right now (0 for an unknown
+    /// or empty group).
+    pub fn active_members(&self, group: &str) -> Result<usize> {
+        match self
+            .client
+            .inner()
+            .fetch_group_list(Some(group), self.settings.timeout)
+        {
+            Ok(list) => Ok(list.groups().iter().map(|g| g.members().len()).sum()),
+            Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => Ok(0),
+            Err(e) => Err(e).while_(format!("describing consumer group {group}")),
+        }
+    }
+
+    /// The group's committed offset per partition of `topic` (None: nothing
+    /// committed for that partition).
+    pub fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>> {
+        let mut list = TopicPartitionList::new();
+        for &p in partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = self
+            .group_client(group)?
+            .committed_offsets(list, self.settings.timeout)
+            .while_(format!("fetching the committed offsets of group {group}"))?;
+        Ok(committed
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => (e.partition(), Some(n)),
+                _ => (e.partition(), None),
+            })
+            .collect())
+    }
+
+    /// Commits `offsets` for `group` on `topic`, as a client outside the group.
+    /// The broker accepts this only while the group has no active members.
+    pub fn commit(&self, group: &str, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        for (&p, &offset) in offsets {
+            list.add_partition_offset(topic, p, Offset::Offset(offset))
+                .while_("building the offsets to commit")?;
+        }
+        self.group_client(group)?
+            .commit(&list, CommitMode::Sync)
+            .while_(format!("committing offsets for group {group}"))
+    }
+
+    /// Per partition, the offset of the first message with a timestamp at or
+    /// after `millis` (None: no such message yet).
+    pub fn offsets_for_time(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        millis: i64,
+    ) -> Result<BTreeMap<i32, Option<i64>>> {
+        let mut list = TopicPartitionList::new();
+        for &p in partitions {
+            list.add_partition_offset(topic, p, Offset::Offset(millis))
+                .while_("building the timestamp query")?;
+        }
+        let found = self
+            .plain_client()?
+            .offsets_for_times(list, self.settings.timeout)
+            .while_(format!("looking up offsets by time on {topic}"))?;
+        Ok(found
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => (e.partition(), Some(n)),
+                _ => (e.partition(), None),
+            })
+            .collect())
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new().request_timeout(Some(self.settings.timeout))
+    }
+
+    /// A consumer handle that never subscribes: it only fetches and commits
+    /// offsets on behalf of `group`, so it never joins the group.
+    fn group_client(&self, group: &str) -> Result<BaseConsumer<Logged>> {
+        self.settings
+            .client_config(&[("group.id", group), ("enable.auto.commit", "false")])
+            .create_with_context(Logged)
+            .while_("creating an offsets client")
+    }
+
+    fn plain_client(&self) -> Result<BaseConsumer<Logged>> {
+        self.settings
+            .client_config(&[])
+            .create_with_context(Logged)
+            .while_("creating an offsets client")
+    }
+}

@@ -1,0 +1,79 @@
+//! The rdkafka client context every orderflow client uses: librdkafka's log
+//! lines and errors go to `tracing` (so `RUST_LOG` and the log format apply to
+//! them too), and consumer-group rebalances and failed commits are logged.
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::TopicPartitionList;
+
+/// Routes librdkafka's callbacks into `tracing`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Logged;
+
+impl ClientContext for Logged {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Lost connections are retried by librdkafka and surface as our own
+        // timeout errors when they persist: a warning, not an error, here.
+        let transient = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+        );
+        if transient {
+            tracing::warn!(target: "librdkafka", "{reason}");
+        } else {
+            tracing::error!(target: "librdkafka", %error, "{reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Logged {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = %describe(partitions), "partitions assigned")
+            }
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(partitions = %describe(partitions), "partitions revoked")
+            }
+            Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            // "No offset stored" only means there was nothing new to commit.
+            if error.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) {
+                tracing::warn!(%error, offsets = %describe(offsets), "offset commit failed");
+            }
+        }
+    }
+}
+
+/// "topic[0,1,2]"-style summary of a partition list, for logs.
+pub fn describe(list: &TopicPartitionList) -> String {
+    let mut parts: Vec<String> = list
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    parts.sort();
+    parts.join(",")
+}

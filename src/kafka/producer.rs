@@ -1,0 +1,79 @@
+//! The producer every service writes with, and sending without waiting for
+//! each acknowledgement.
+//!
+//! Awaiting every delivery before sending the next message caps throughput at
+//! one round trip per event. Instead callers keep many deliveries in flight and
+//! check them as they complete, in order; the output counts as written only
+//! once its delivery future says the broker acknowledged it.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::config::KafkaSettings;
+use crate::error::{Error, KafkaResultExt, Result};
+use crate::kafka::context::Logged;
+
+pub type Producer = FutureProducer<Logged>;
+
+/// An idempotent producer that waits for all in-sync replicas.
+pub fn idempotent(settings: &KafkaSettings) -> Result<Producer> {
+    settings
+        .client_config(&[
+            // No duplicates and no reordering when librdkafka retries a batch
+            // after a timeout or a leader change; implies acks=all.
+            ("enable.idempotence", "true"),
+            // An event counts as written once every in-sync replica has it.
+            ("acks", "all"),
+            // Give up on a delivery after a minute rather than librdkafka's five,
+            // so a lost cluster becomes an error the user sees in bounded time.
+            ("message.timeout.ms", "60000"),
+            // Writing to a topic that does not exist is a mistake to report,
+            // not a reason to create one with the broker's default settings.
+            ("allow.auto.create.topics", "false"),
+        ])
+        .create_with_context(Logged)
+        .while_("creating the producer")
+}
+
+/// Hands a record to librdkafka and returns the future of its delivery.
+///
+/// When librdkafka's local queue is full the record is retried after a short
+/// pause: the queue drains on librdkafka's own threads, so waiting is enough.
+pub async fn send<'a>(
+    producer: &Producer,
+    mut record: FutureRecord<'a, [u8], [u8]>,
+) -> Result<DeliveryFuture> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, returned)) => {
+                return Err(Error::Delivery {
+                    topic: returned.topic.to_owned(),
+                    source: error,
+                })
+            }
+        }
+    }
+}
+
+/// Waits for one delivery and turns a failure into an error naming the topic.
+pub async fn acknowledged(delivery: DeliveryFuture, topic: &str) -> Result<()> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _message))) => Err(Error::Delivery {
+            topic: topic.to_owned(),
+            source: error,
+        }),
+        // The producer was dropped with the message still queued.
+        Err(_canceled) => Err(Error::Delivery {
+            topic: topic.to_owned(),
+            source: KafkaError::Canceled,
+        }),
+    }
+}

@@ -1,0 +1,24 @@
+//! orderflow: an event-driven order pipeline on Apache Kafka.
+//!
+//! Orders are published to the orders topic (`OrderEvents`) by `produce`; the
+//! `inventory` service decides each against a stock table and publishes the
+//! outcome to the inventory topic (`InventoryEvents`); the `analytics` service
+//! counts outcomes into one-minute event-time windows and writes a report.
+//! `lag` and `replay` operate the consumer groups; `demo` runs it all.
+//!
+//! - [`domain`]: events, generator, stock decisions, windows, report; no Kafka.
+//! - [`kafka`]: the thin, commented layer over librdkafka (rdkafka crate).
+//! - [`services`]: the three service loops wiring domain to Kafka.
+//! - [`ops`]: topics, lag, replay, the local broker and the demo.
+//! - [`config`], [`error`], [`shutdown`]: settings, typed errors, stopping.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod kafka;
+pub mod ops;
+pub mod services;
+pub mod shutdown;
+
+pub use error::{Error, Result};

@@ -1,0 +1,205 @@
+//! The `orderflow` binary: parses arguments, starts tracing, runs one
+//! subcommand on a tokio runtime, and turns errors into a message and exit
+//! status 1 (clap exits with 2 for bad flags).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+use orderflow::cli::{Cli, Command};
+use orderflow::config::KafkaSettings;
+use orderflow::domain::report::Format;
+use orderflow::kafka::admin::Admin;
+use orderflow::ops::demo::{self, DemoOptions};
+use orderflow::ops::{lag, local_kafka, replay, topics};
+use orderflow::services::analytics::{self, AnalyticsOptions};
+use orderflow::services::inventory::{self, InventoryOptions};
+use orderflow::services::produce::{self, ProduceOptions};
+use orderflow::{shutdown, Error};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        // librdkafka is chatty at info (connections, group joins): warn and up.
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.kafka.settings();
+    let stop = shutdown::on_signals();
+    match cli.command {
+        Command::Topics(args) => {
+            let admin = Admin::connect(&settings)?;
+            let names = [
+                args.topics.orders_topic.as_str(),
+                args.topics.inventory_topic.as_str(),
+            ];
+            for (name, created) in
+                topics::ensure(&admin, &names, args.partitions, args.replication_factor).await?
+            {
+                let state = if created { "created" } else { "exists" };
+                println!("{state}: {name}");
+            }
+        }
+        Command::Produce(args) => {
+            let options = ProduceOptions {
+                topic: args.orders_topic,
+                count: args.count,
+                generator: args.generator.config()?,
+                rate: args.rate,
+            };
+            let progress = progress_bar(options.count);
+            let summary = produce::run(&settings, &options, &progress, &stop).await?;
+            progress.finish_and_clear();
+            println!(
+                "produced {} events to {} in {:.2} s ({:.0} events/s)",
+                summary.events,
+                options.topic,
+                summary.elapsed.as_secs_f64(),
+                summary.events_per_second()
+            );
+        }
+        Command::Inventory(args) => {
+            let options = InventoryOptions {
+                orders_topic: args.topics.orders_topic,
+                inventory_topic: args.topics.inventory_topic,
+                group: args.group,
+                stock: args.stock.config()?,
+                exit_at_end: args.run.exit_at_end,
+                commit_interval: Duration::from_millis(args.run.commit_interval_ms),
+            };
+            let s = inventory::run(&settings, &options, &stop).await?;
+            println!(
+                "inventory: consumed {}, reserved {}, rejected {}, malformed {}",
+                s.consumed, s.reserved, s.rejected, s.malformed
+            );
+        }
+        Command::Analytics(args) => {
+            let options = AnalyticsOptions {
+                inventory_topic: args.inventory_topic,
+                group: args.group,
+                exit_at_end: args.run.exit_at_end,
+                throttle: Duration::from_millis(args.throttle_ms),
+                commit_interval: Duration::from_millis(args.run.commit_interval_ms),
+            };
+            let report = analytics::run(&settings, &options, &stop)
+                .await?
+                .render(args.format);
+            match args.report {
+                Some(path) => std::fs::write(&path, report)
+                    .with_context(|| format!("writing the report to {}", path.display()))?,
+                None => print!("{report}"),
+            }
+        }
+        Command::Replay(args) => {
+            let admin = Admin::connect(&settings)?;
+            let plan = replay::plan(&admin, &args.group, &args.topic, args.to)?;
+            print!("{}", plan.to_text());
+            if args.execute {
+                replay::execute(&admin, &plan)?;
+                println!(
+                    "reset group {} on {} to {}",
+                    plan.group, plan.topic, plan.target
+                );
+            } else {
+                println!("dry run: nothing changed (add --execute to apply)");
+            }
+        }
+        Command::Lag(args) => {
+            let admin = Admin::connect(&settings)?;
+            loop {
+                let lag = lag::measure(&admin, &args.group, args.topic.as_deref())?;
+                match args.format {
+                    Format::Text => print!("{}", lag.to_text()),
+                    Format::Json => println!("{}", lag.to_json()),
+                }
+                let Some(every) = args.watch else { break };
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(every.max(1))) => {}
+                }
+                println!();
+            }
+        }
+        Command::Demo(args) => {
+            ensure_local_kafka(&settings, args.no_local_kafka)?;
+            let options = DemoOptions {
+                orders_topic: args.topics.orders_topic,
+                inventory_topic: args.topics.inventory_topic,
+                inventory_group: args.inventory_group,
+                analytics_group: args.analytics_group,
+                partitions: args.partitions,
+                replication_factor: args.replication_factor,
+                count: args.count,
+                generator: args.generator.config()?,
+                stock: args.stock.config()?,
+                burst: args.burst,
+                throttle: Duration::from_millis(args.throttle_ms),
+                out: args.out,
+            };
+            let outcome = demo::run(&settings, &options, &stop).await?;
+            println!(
+                "demo done: {} orders, failure rate {:.2}%, replay {}, peak lag {}, final lag {}",
+                outcome.report.total_orders,
+                outcome.report.failure_rate * 100.0,
+                if outcome.identical {
+                    "identical"
+                } else {
+                    "DIFFERENT"
+                },
+                outcome.peak_lag,
+                outcome.final_lag
+            );
+            if !outcome.identical {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// For the demo on a loopback address where nothing answers: start the
+/// project's local Kafka first.
+fn ensure_local_kafka(settings: &KafkaSettings, disabled: bool) -> anyhow::Result<()> {
+    match Admin::connect(settings) {
+        Ok(_) => Ok(()),
+        Err(Error::Unreachable { .. })
+            if !disabled && local_kafka::loopback_port(&settings.brokers).is_some() =>
+        {
+            local_kafka::start(&settings.brokers)?;
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A progress bar on a terminal; a hidden one otherwise (pipes, CI, tests).
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  eta {eta}")
+            .expect("a valid template"),
+    );
+    bar
+}

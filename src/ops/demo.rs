@@ -1,0 +1,410 @@
+//! `orderflow demo`: the whole pipeline on fresh topics, proving the three
+//! claims of the project it replaces, with the evidence saved under `--out`:
+//!
+//! 1. `run1.txt`/`run1.json`: N orders flow through inventory into analytics;
+//! 2. `run2.txt`/`run2.json`: the analytics group is reset to the earliest
+//!    offset and re-reads history into a byte-identical report;
+//! 3. `lag.csv`: with analytics throttled, a burst of orders builds up lag,
+//!    sampled every second as it grows and drains.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaSettings;
+use crate::domain::generator::GeneratorConfig;
+use crate::domain::report::{Format, Report};
+use crate::domain::stock::StockConfig;
+use crate::error::{Error, Result};
+use crate::kafka::admin::Admin;
+use crate::ops::{lag, replay, topics};
+use crate::services::analytics::{self, AnalyticsOptions};
+use crate::services::inventory::{self, InventoryOptions, InventorySummary};
+use crate::services::produce::{self, ProduceOptions};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub orders_topic: String,
+    pub inventory_topic: String,
+    pub inventory_group: String,
+    pub analytics_group: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Orders in the main run.
+    pub count: u64,
+    pub generator: GeneratorConfig,
+    pub stock: StockConfig,
+    /// Orders in the lag run, and how slow analytics is made for it.
+    pub burst: u64,
+    pub throttle: Duration,
+    /// Where the evidence goes.
+    pub out: PathBuf,
+}
+
+/// What the demo found.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    pub report: Report,
+    pub identical: bool,
+    pub peak_lag: i64,
+    pub final_lag: i64,
+}
+
+/// How often the drain check and the lag sampler look at offsets.
+const POLL: Duration = Duration::from_millis(250);
+const SAMPLE: Duration = Duration::from_secs(1);
+/// A stage that makes no progress for this long has failed.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+pub async fn run(
+    settings: &KafkaSettings,
+    options: &DemoOptions,
+    shutdown: &CancellationToken,
+) -> Result<DemoOutcome> {
+    let admin = Admin::connect(settings)?;
+    let out = &options.out;
+    std::fs::create_dir_all(out).map_err(|source| io_error("creating", out, source))?;
+
+    println!(
+        "== 1. fresh topics {} and {}",
+        options.orders_topic, options.inventory_topic
+    );
+    fresh_topics(&admin, options).await?;
+
+    println!(
+        "== 2. {} orders through inventory and analytics",
+        options.count
+    );
+    let pipeline = Pipeline::start(settings, options, Duration::ZERO, shutdown);
+    publish(
+        settings,
+        options,
+        options.generator.clone(),
+        options.count,
+        shutdown,
+    )
+    .await?;
+    pipeline.wait_until_drained(&admin, options).await?;
+    let (summary, report) = pipeline.stop().await?;
+    println!(
+        "   inventory: {} reserved, {} rejected, {} malformed",
+        summary.reserved, summary.rejected, summary.malformed
+    );
+    let run1 = save_report(out, "run1", &report)?;
+    print!("{}", indent(&first_lines(&report.render(Format::Text), 7)));
+    println!("   saved {}", run1.display());
+
+    println!(
+        "== 3. replay: reset group {} to earliest",
+        options.analytics_group
+    );
+    let plan = replay::plan(
+        &admin,
+        &options.analytics_group,
+        &options.inventory_topic,
+        replay::ResetTarget::Earliest,
+    )?;
+    print!("{}", indent(&plan.to_text()));
+    replay::execute(&admin, &plan)?;
+    let rerun = AnalyticsOptions {
+        exit_at_end: true,
+        ..analytics_options(options, Duration::ZERO)
+    };
+    let replayed = analytics::run(settings, &rerun, shutdown).await?;
+    let run2 = save_report(out, "run2", &replayed)?;
+    let identical = read(&run1)? == read(&run2)?
+        && read(&run1.with_extension("txt"))? == read(&run2.with_extension("txt"))?;
+    println!(
+        "   saved {}: {}",
+        run2.display(),
+        if identical {
+            "identical to run1"
+        } else {
+            "DIFFERENT from run1"
+        }
+    );
+
+    println!(
+        "== 4. lag: {} more orders while analytics sleeps {} ms per event",
+        options.burst,
+        options.throttle.as_millis()
+    );
+    let (peak_lag, final_lag) = lag_run(settings, &admin, options, shutdown).await?;
+    println!(
+        "   peak lag {peak_lag}, final lag {final_lag}; samples in {}",
+        out.join("lag.csv").display()
+    );
+
+    Ok(DemoOutcome {
+        report,
+        identical,
+        peak_lag,
+        final_lag,
+    })
+}
+
+/// Deletes the demo's topics and groups and creates the topics anew.
+async fn fresh_topics(admin: &Admin, options: &DemoOptions) -> Result<()> {
+    let names = [
+        options.orders_topic.as_str(),
+        options.inventory_topic.as_str(),
+    ];
+    admin.delete_topics(&names).await?;
+    admin
+        .delete_groups(&[&options.inventory_group, &options.analytics_group])
+        .await?;
+    // Deletion finishes asynchronously on the brokers; creation can briefly
+    // still see the old topic.
+    let started = Instant::now();
+    loop {
+        let created = topics::ensure(
+            admin,
+            &names,
+            options.partitions,
+            options.replication_factor,
+        )
+        .await?;
+        if created.iter().all(|(_, now)| *now) || started.elapsed() > STALL_LIMIT {
+            return Ok(());
+        }
+        admin.delete_topics(&names).await?;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn publish(
+    settings: &KafkaSettings,
+    options: &DemoOptions,
+    generator: GeneratorConfig,
+    count: u64,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let produce = ProduceOptions {
+        topic: options.orders_topic.clone(),
+        count,
+        generator,
+        rate: None,
+    };
+    let summary = produce::run(settings, &produce, &ProgressBar::hidden(), shutdown).await?;
+    println!(
+        "   produced {} orders in {:.2} s ({:.0} events/s)",
+        summary.events,
+        summary.elapsed.as_secs_f64(),
+        summary.events_per_second()
+    );
+    Ok(())
+}
+
+/// Publishes the burst with analytics throttled, sampling its lag every
+/// second until it has drained. Returns (peak lag, final lag).
+async fn lag_run(
+    settings: &KafkaSettings,
+    admin: &Admin,
+    options: &DemoOptions,
+    shutdown: &CancellationToken,
+) -> Result<(i64, i64)> {
+    let pipeline = Pipeline::start(settings, options, options.throttle, shutdown);
+    let burst = GeneratorConfig {
+        seed: options.generator.seed.wrapping_add(1),
+        ..options.generator.clone()
+    };
+    let producer = {
+        let (settings, options, shutdown) = (settings.clone(), options.clone(), shutdown.clone());
+        tokio::spawn(
+            async move { publish(&settings, &options, burst, options.burst, &shutdown).await },
+        )
+    };
+
+    let csv_path = options.out.join("lag.csv");
+    let mut csv =
+        std::fs::File::create(&csv_path).map_err(|e| io_error("creating", &csv_path, e))?;
+    let partitions = admin.partitions(&options.inventory_topic)?;
+    let header: Vec<String> = partitions
+        .iter()
+        .map(|p| format!("partition_{p}"))
+        .collect();
+    writeln!(csv, "elapsed_s,{},total_lag", header.join(","))
+        .map_err(|e| io_error("writing", &csv_path, e))?;
+
+    let started = Instant::now();
+    let mut peak = 0;
+    let mut last_change = Instant::now();
+    let mut last_total = -1;
+    let final_lag = loop {
+        tokio::time::sleep(SAMPLE).await;
+        let sample = lag::measure(
+            admin,
+            &options.analytics_group,
+            Some(&options.inventory_topic),
+        )?;
+        let per_partition: Vec<String> = sample
+            .partitions
+            .iter()
+            .map(|p| p.lag.unwrap_or(0).to_string())
+            .collect();
+        let elapsed = started.elapsed().as_secs_f64();
+        writeln!(
+            csv,
+            "{elapsed:.1},{},{}",
+            per_partition.join(","),
+            sample.total_lag
+        )
+        .map_err(|e| io_error("writing", &csv_path, e))?;
+        println!(
+            "   t={elapsed:>5.1}s  lag {:>6}  [{}]",
+            sample.total_lag,
+            per_partition.join(" ")
+        );
+        peak = peak.max(sample.total_lag);
+        if sample.total_lag != last_total {
+            last_total = sample.total_lag;
+            last_change = Instant::now();
+        }
+        let produced = producer.is_finished();
+        if produced && pipeline.drained(admin, options)? {
+            break sample.total_lag;
+        }
+        if shutdown.is_cancelled() || last_change.elapsed() > STALL_LIMIT {
+            break sample.total_lag;
+        }
+    };
+    producer.await.map_err(join_error)??;
+    pipeline.stop().await?;
+    Ok((peak, final_lag))
+}
+
+/// Inventory and analytics running as tasks until stopped.
+struct Pipeline {
+    stop: CancellationToken,
+    inventory: JoinHandle<Result<InventorySummary>>,
+    analytics: JoinHandle<Result<Report>>,
+}
+
+impl Pipeline {
+    fn start(
+        settings: &KafkaSettings,
+        options: &DemoOptions,
+        throttle: Duration,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        // A child token: the user's Ctrl-C stops the services too.
+        let stop = shutdown.child_token();
+        let inventory = {
+            let (settings, stop) = (settings.clone(), stop.clone());
+            let options = InventoryOptions {
+                orders_topic: options.orders_topic.clone(),
+                inventory_topic: options.inventory_topic.clone(),
+                group: options.inventory_group.clone(),
+                stock: options.stock.clone(),
+                exit_at_end: false,
+                commit_interval: Duration::from_millis(200),
+            };
+            tokio::spawn(async move { inventory::run(&settings, &options, &stop).await })
+        };
+        let analytics = {
+            let (settings, stop) = (settings.clone(), stop.clone());
+            let options = analytics_options(options, throttle);
+            tokio::spawn(async move { analytics::run(&settings, &options, &stop).await })
+        };
+        Self {
+            stop,
+            inventory,
+            analytics,
+        }
+    }
+
+    /// True when both groups have committed everything on their input topics
+    /// and inventory has answered every order.
+    fn drained(&self, admin: &Admin, options: &DemoOptions) -> Result<bool> {
+        let caught_up = |group: &str, topic: &str| -> Result<(bool, i64)> {
+            let lag = lag::measure(admin, group, Some(topic))?;
+            let done = lag
+                .partitions
+                .iter()
+                .all(|p| p.committed.unwrap_or(0) >= p.log_end);
+            Ok((done, lag.partitions.iter().map(|p| p.log_end).sum()))
+        };
+        let (orders_done, orders) = caught_up(&options.inventory_group, &options.orders_topic)?;
+        let (results_done, results) =
+            caught_up(&options.analytics_group, &options.inventory_topic)?;
+        Ok(orders_done && results_done && results >= orders)
+    }
+
+    async fn wait_until_drained(&self, admin: &Admin, options: &DemoOptions) -> Result<()> {
+        let started = Instant::now();
+        while !self.drained(admin, options)? {
+            if self.inventory.is_finished()
+                || self.analytics.is_finished()
+                || self.stop.is_cancelled()
+            {
+                break; // stop() reports why
+            }
+            if started.elapsed() > STALL_LIMIT {
+                return Err(Error::Config(
+                    "the pipeline did not drain within 120 s".into(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+
+    async fn stop(self) -> Result<(InventorySummary, Report)> {
+        self.stop.cancel();
+        let summary = self.inventory.await.map_err(join_error)??;
+        let report = self.analytics.await.map_err(join_error)??;
+        Ok((summary, report))
+    }
+}
+
+fn analytics_options(options: &DemoOptions, throttle: Duration) -> AnalyticsOptions {
+    AnalyticsOptions {
+        inventory_topic: options.inventory_topic.clone(),
+        group: options.analytics_group.clone(),
+        exit_at_end: false,
+        throttle,
+        commit_interval: Duration::from_millis(200),
+    }
+}
+
+/// Writes `<name>.json` and `<name>.txt`; returns the JSON path.
+fn save_report(out: &Path, name: &str, report: &Report) -> Result<PathBuf> {
+    for format in [Format::Json, Format::Text] {
+        let ext = if format == Format::Json {
+            "json"
+        } else {
+            "txt"
+        };
+        let path = out.join(format!("{name}.{ext}"));
+        std::fs::write(&path, report.render(format)).map_err(|e| io_error("writing", &path, e))?;
+    }
+    Ok(out.join(format!("{name}.json")))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| io_error("reading", path, e))
+}
+
+fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn join_error(error: tokio::task::JoinError) -> Error {
+    Error::Config(format!("a pipeline task failed: {error}"))
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.lines().take(n).map(|l| format!("{l}\n")).collect()
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("   {l}\n")).collect()
+}

@@ -1,0 +1,9 @@
+//! Operator commands built on the admin layer: creating topics, measuring
+//! consumer lag, resetting a group's offsets (replay), and the demo that runs
+//! the whole pipeline and proves replay and lag.
+
+pub mod demo;
+pub mod lag;
+pub mod local_kafka;
+pub mod replay;
+pub mod topics;

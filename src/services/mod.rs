@@ -1,0 +1,7 @@
+//! The three services of the pipeline, each a loop that wires the domain to
+//! Kafka: `produce` publishes generated orders, `inventory` turns orders into
+//! stock decisions, `analytics` turns decisions into a report.
+
+pub mod analytics;
+pub mod inventory;
+pub mod produce;
