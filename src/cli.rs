@@ -169,10 +169,10 @@ impl StockArgs {
         let initial: BTreeMap<String, u64> = match &self.stock_file {
             None => BTreeMap::new(),
             Some(path) => {
-                let text = std::fs::read(path).map_err(|source| Error::Io {
+                let text = std::fs::read(path).map_err(|cause| Error::Io {
                     action: "reading",
                     path: path.clone(),
-                    source,
+                    cause,
                 })?;
                 serde_json::from_slice(&text).map_err(|e| {
                     Error::Config(format!(

@@ -8,19 +8,22 @@ use rdkafka::error::KafkaError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+// Each message includes its cause, so no variant also exposes it as
+// `source()`: printing the chain would repeat it.
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No broker answered a metadata request in time.
-    #[error("cannot reach Kafka at {brokers} within {}s: {source} (is a broker running there? `scripts/kafka up` starts a local one)", timeout.as_secs())]
+    #[error("cannot reach Kafka at {brokers} within {}s: {cause} (is a broker running there? `scripts/kafka up` starts a local one)", timeout.as_secs())]
     Unreachable {
         brokers: String,
         timeout: Duration,
-        source: KafkaError,
+        cause: KafkaError,
     },
 
     /// A Kafka call failed; `action` says what we were doing.
-    #[error("Kafka error while {action}: {source}")]
-    Kafka { action: String, source: KafkaError },
+    #[error("Kafka error while {action}: {cause}")]
+    Kafka { action: String, cause: KafkaError },
 
     /// A setting or argument makes no sense.
     #[error("{0}")]
@@ -34,14 +37,14 @@ pub enum Error {
     GroupActive { group: String, members: usize },
 
     /// A produced event was not acknowledged by the broker.
-    #[error("the broker did not acknowledge an event written to {topic}: {source}")]
-    Delivery { topic: String, source: KafkaError },
+    #[error("the broker did not acknowledge an event written to {topic}: {cause}")]
+    Delivery { topic: String, cause: KafkaError },
 
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -52,9 +55,9 @@ pub trait KafkaResultExt<T> {
 
 impl<T> KafkaResultExt<T> for std::result::Result<T, KafkaError> {
     fn while_(self, action: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Kafka {
+        self.map_err(|cause| Error::Kafka {
             action: action.into(),
-            source,
+            cause,
         })
     }
 }

@@ -20,7 +20,7 @@ use orderflow::ops::{lag, local_kafka, replay, topics};
 use orderflow::services::analytics::{self, AnalyticsOptions};
 use orderflow::services::inventory::{self, InventoryOptions};
 use orderflow::services::produce::{self, ProduceOptions};
-use orderflow::{shutdown, Error};
+use orderflow::shutdown;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -176,18 +176,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// For the demo on a loopback address where nothing answers: start the
-/// project's local Kafka first.
+/// For the demo on a loopback address where nothing listens: start the
+/// project's local Kafka first. Anything else is left to the demo's own
+/// connection check, which names the address if it fails.
 fn ensure_local_kafka(settings: &KafkaSettings, disabled: bool) -> anyhow::Result<()> {
-    match Admin::connect(settings) {
-        Ok(_) => Ok(()),
-        Err(Error::Unreachable { .. })
-            if !disabled && local_kafka::loopback_port(&settings.brokers).is_some() =>
-        {
-            local_kafka::start(&settings.brokers)?;
-            Ok(())
+    match local_kafka::loopback_port(&settings.brokers) {
+        Some(port) if !disabled && !local_kafka::listening(port) => {
+            Ok(local_kafka::start(&settings.brokers)?)
         }
-        Err(error) => Err(error.into()),
+        _ => Ok(()),
     }
 }
 

@@ -48,10 +48,10 @@ impl Admin {
             .client
             .inner()
             .fetch_metadata(None, settings.timeout)
-            .map_err(|source| Error::Unreachable {
+            .map_err(|cause| Error::Unreachable {
                 brokers: settings.brokers.clone(),
                 timeout: settings.timeout,
-                source,
+                cause,
             })?;
         Ok(admin)
     }
@@ -131,7 +131,7 @@ impl Admin {
                 Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => Ok((name, false)),
                 Err((name, code)) => Err(Error::Kafka {
                     action: format!("creating topic {name}"),
-                    source: KafkaError::AdminOp(code),
+                    cause: KafkaError::AdminOp(code),
                 }),
             })
             .collect()
@@ -151,7 +151,7 @@ impl Admin {
                 Err((name, code)) => {
                     return Err(Error::Kafka {
                         action: format!("deleting topic {name}"),
-                        source: KafkaError::AdminOp(code),
+                        cause: KafkaError::AdminOp(code),
                     })
                 }
             }
@@ -173,20 +173,40 @@ impl Admin {
 
     /// Deletes the committed offsets of consumer groups (missing ones are fine).
     pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
-        let results = self
-            .client
-            .delete_groups(groups, &self.options())
-            .await
-            .while_("deleting consumer groups")?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
-                Err((name, code)) => {
-                    return Err(Error::Kafka {
-                        action: format!("deleting consumer group {name}"),
-                        source: KafkaError::AdminOp(code),
-                    })
+        let deadline = Instant::now() + self.settings.timeout;
+        let mut remaining: Vec<&str> = groups.to_vec();
+        while !remaining.is_empty() {
+            let results = self
+                .client
+                .delete_groups(&remaining, &self.options())
+                .await
+                .while_("deleting consumer groups")?;
+            let mut retry = Vec::new();
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                    // On a new cluster the group coordinator (the offsets topic)
+                    // is created on first use: wait for it.
+                    Err((name, code)) if coordinator_pending(code) && Instant::now() < deadline => {
+                        retry.push(
+                            groups
+                                .iter()
+                                .copied()
+                                .find(|g| *g == name)
+                                .unwrap_or_default(),
+                        )
+                    }
+                    Err((name, code)) => {
+                        return Err(Error::Kafka {
+                            action: format!("deleting consumer group {name}"),
+                            cause: KafkaError::AdminOp(code),
+                        })
+                    }
                 }
+            }
+            remaining = retry;
+            if !remaining.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         Ok(())
@@ -300,4 +320,14 @@ impl Admin {
             .create_with_context(Logged)
             .while_("creating an offsets client")
     }
+}
+
+/// Errors that mean "the group coordinator is not ready yet, ask again".
+fn coordinator_pending(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+    )
 }

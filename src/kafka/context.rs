@@ -30,6 +30,11 @@ impl ClientContext for Logged {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // With enable.partition.eof, reaching the end of a partition arrives
+        // here too; it is news for --exit-at-end, not an error.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
         // Lost connections are retried by librdkafka and surface as our own
         // timeout errors when they persist: a warning, not an error, here.
         let transient = matches!(

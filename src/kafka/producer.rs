@@ -55,7 +55,7 @@ pub async fn send<'a>(
             Err((error, returned)) => {
                 return Err(Error::Delivery {
                     topic: returned.topic.to_owned(),
-                    source: error,
+                    cause: error,
                 })
             }
         }
@@ -68,12 +68,12 @@ pub async fn acknowledged(delivery: DeliveryFuture, topic: &str) -> Result<()> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((error, _message))) => Err(Error::Delivery {
             topic: topic.to_owned(),
-            source: error,
+            cause: error,
         }),
         // The producer was dropped with the message still queued.
         Err(_canceled) => Err(Error::Delivery {
             topic: topic.to_owned(),
-            source: KafkaError::Canceled,
+            cause: KafkaError::Canceled,
         }),
     }
 }

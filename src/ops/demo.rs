@@ -234,8 +234,10 @@ async fn lag_run(
     let mut peak = 0;
     let mut last_change = Instant::now();
     let mut last_total = -1;
+    let mut sampler = tokio::time::interval(SAMPLE);
+    sampler.tick().await; // the first tick is immediate
     let final_lag = loop {
-        tokio::time::sleep(SAMPLE).await;
+        sampler.tick().await;
         let sample = lag::measure(
             admin,
             &options.analytics_group,
@@ -268,7 +270,8 @@ async fn lag_run(
         if produced && pipeline.drained(admin, options)? {
             break sample.total_lag;
         }
-        if shutdown.is_cancelled() || last_change.elapsed() > STALL_LIMIT {
+        // stop() below reports a service's error; a stall ends the run too.
+        if pipeline.ended() || last_change.elapsed() > STALL_LIMIT {
             break sample.total_lag;
         }
     };
@@ -334,13 +337,15 @@ impl Pipeline {
         Ok(orders_done && results_done && results >= orders)
     }
 
+    /// True when a service returned on its own (an error) or a stop was asked for.
+    fn ended(&self) -> bool {
+        self.inventory.is_finished() || self.analytics.is_finished() || self.stop.is_cancelled()
+    }
+
     async fn wait_until_drained(&self, admin: &Admin, options: &DemoOptions) -> Result<()> {
         let started = Instant::now();
         while !self.drained(admin, options)? {
-            if self.inventory.is_finished()
-                || self.analytics.is_finished()
-                || self.stop.is_cancelled()
-            {
+            if self.ended() {
                 break; // stop() reports why
             }
             if started.elapsed() > STALL_LIMIT {
@@ -389,11 +394,11 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| io_error("reading", path, e))
 }
 
-fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error {
+fn io_error(action: &'static str, path: &Path, cause: std::io::Error) -> Error {
     Error::Io {
         action,
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 

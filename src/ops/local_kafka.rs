@@ -23,6 +23,13 @@ pub fn loopback_port(brokers: &str) -> Option<u16> {
         .flatten()
 }
 
+/// Whether anything accepts connections on the loopback `port`: a quick probe
+/// that saves waiting for a metadata timeout when nothing runs at all.
+pub fn listening(port: u16) -> bool {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1)).is_ok()
+}
+
 /// Runs `scripts/kafka up` for the port of `brokers` and waits for it.
 pub fn start(brokers: &str) -> Result<()> {
     let port = loopback_port(brokers).ok_or_else(|| {
@@ -42,10 +49,10 @@ pub fn start(brokers: &str) -> Result<()> {
         .arg("up")
         .env("KAFKA_PORT", port.to_string())
         .status()
-        .map_err(|source| Error::Io {
+        .map_err(|cause| Error::Io {
             action: "running",
             path: script.clone(),
-            source,
+            cause,
         })?;
     if status.success() {
         Ok(())

@@ -1,0 +1,169 @@
+//! Replay: resetting the analytics group reproduces the report byte for byte;
+//! resets follow kafka-consumer-groups' semantics and are refused while the
+//! group is active.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    describe_group, json, orderflow_command, orderflow_ok, run, wait_with_limit, Names,
+};
+
+fn replay(names: &Names, to: &str, execute: bool) -> std::process::Output {
+    let mut args = vec![
+        "replay",
+        "--group",
+        &names.analytics_group,
+        "--topic",
+        &names.inventory,
+        "--to",
+        to,
+    ];
+    if execute {
+        args.push("--execute");
+    }
+    run(orderflow_command(&args))
+}
+
+fn committed(group: &str) -> Vec<Option<i64>> {
+    describe_group(group)
+        .into_iter()
+        .map(|row| row.current)
+        .collect()
+}
+
+#[test]
+fn replay_to_earliest_reproduces_the_report_byte_for_byte() {
+    let names = Names::new("replay");
+    names.create_topics();
+    names.produce(3_000, 11);
+    names.inventory();
+    let dir = tempfile::tempdir().unwrap();
+    let first = names.analytics_json(dir.path(), "run1.json");
+    assert_eq!(json(&first)["total_orders"], 3_000);
+    let at_end = committed(&names.analytics_group);
+    assert_eq!(at_end.iter().map(|c| c.unwrap()).sum::<i64>(), 3_000);
+
+    // A dry run shows the plan and changes nothing.
+    let dry = replay(&names, "earliest", false);
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("dry run"));
+    assert_eq!(committed(&names.analytics_group), at_end);
+
+    assert!(replay(&names, "earliest", true).status.success());
+    assert_eq!(
+        committed(&names.analytics_group),
+        vec![Some(0); at_end.len()]
+    );
+
+    let second = names.analytics_json(dir.path(), "run2.json");
+    assert_eq!(first, second, "the replayed report is byte-identical");
+}
+
+#[test]
+fn replay_to_a_time_or_an_offset_follows_kafka_consumer_groups() {
+    let names = Names::new("replay-to");
+    names.create_topics();
+    names.produce(400, 1);
+    names.inventory();
+    let dir = tempfile::tempdir().unwrap();
+    names.analytics_json(dir.path(), "all.json");
+
+    // Everything written after `boundary` is the second batch.
+    std::thread::sleep(Duration::from_millis(1100));
+    let boundary = chrono::Utc::now().to_rfc3339();
+    std::thread::sleep(Duration::from_millis(1100));
+    names.produce(250, 2);
+    names.inventory();
+
+    assert!(replay(&names, &boundary, true).status.success());
+    let report = json(&names.analytics_json(dir.path(), "since.json"));
+    assert_eq!(report["total_orders"], 250, "only events after {boundary}");
+
+    // offset:n is clamped to what the log holds, per partition.
+    assert!(replay(&names, "offset:5", true).status.success());
+    assert_eq!(committed(&names.analytics_group), vec![Some(5); 3]);
+    assert!(replay(&names, "offset:999999", true).status.success());
+    let ends: Vec<Option<i64>> = describe_group(&names.analytics_group)
+        .iter()
+        .map(|r| Some(r.log_end))
+        .collect();
+    assert_eq!(committed(&names.analytics_group), ends);
+
+    let bad = replay(&names, "yesterday", true);
+    assert_eq!(bad.status.code(), Some(2), "clap rejects an unknown target");
+}
+
+#[test]
+fn replay_is_refused_while_the_group_is_active() {
+    let names = Names::new("replay-active");
+    names.create_topics();
+    names.produce(200, 5);
+    names.inventory();
+
+    // A long-running analytics instance: the group has an active member.
+    let mut service = orderflow_command(&[
+        "analytics",
+        "--inventory-topic",
+        &names.inventory,
+        "--group",
+        &names.analytics_group,
+        "--commit-interval-ms",
+        "100",
+    ]);
+    service
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = service.spawn().unwrap();
+    let started = Instant::now();
+    while committed(&names.analytics_group)
+        .iter()
+        .flatten()
+        .sum::<i64>()
+        < 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "analytics never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let refused = replay(&names, "earliest", true);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("active member"), "{stderr}");
+    assert_eq!(
+        committed(&names.analytics_group)
+            .iter()
+            .flatten()
+            .sum::<i64>(),
+        200
+    );
+
+    // SIGINT: the service commits, prints its report and exits 0.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(report.contains("total orders:      200"), "{report}");
+
+    orderflow_ok(&[
+        "replay",
+        "--group",
+        &names.analytics_group,
+        "--topic",
+        &names.inventory,
+        "--to",
+        "earliest",
+        "--execute",
+    ]);
+    assert_eq!(committed(&names.analytics_group), vec![Some(0); 3]);
+}
