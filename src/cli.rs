@@ -281,6 +281,9 @@ pub struct DemoArgs {
     /// Orders published while analytics is throttled, to show lag
     #[arg(long, default_value_t = 5_000)]
     pub burst: u64,
+    /// Orders per second of the burst (0: as fast as possible)
+    #[arg(long, default_value_t = 1000.0)]
+    pub burst_rate: f64,
     /// Analytics' sleep per event during the lag run
     #[arg(long, default_value_t = 2, value_name = "MS")]
     pub throttle_ms: u64,

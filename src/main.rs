@@ -152,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 generator: args.generator.config()?,
                 stock: args.stock.config()?,
                 burst: args.burst,
+                burst_rate: (args.burst_rate > 0.0).then_some(args.burst_rate),
                 throttle: Duration::from_millis(args.throttle_ms),
                 out: args.out,
             };

@@ -38,8 +38,10 @@ pub struct DemoOptions {
     pub count: u64,
     pub generator: GeneratorConfig,
     pub stock: StockConfig,
-    /// Orders in the lag run, and how slow analytics is made for it.
+    /// Orders in the lag run, published at `burst_rate` per second while
+    /// analytics sleeps `throttle` per event: lag grows, then drains.
     pub burst: u64,
+    pub burst_rate: Option<f64>,
     pub throttle: Duration,
     /// Where the evidence goes.
     pub out: PathBuf,
@@ -85,6 +87,7 @@ pub async fn run(
         options,
         options.generator.clone(),
         options.count,
+        None,
         shutdown,
     )
     .await?;
@@ -129,8 +132,11 @@ pub async fn run(
     );
 
     println!(
-        "== 4. lag: {} more orders while analytics sleeps {} ms per event",
+        "== 4. lag: {} more orders at {} while analytics sleeps {} ms per event",
         options.burst,
+        options
+            .burst_rate
+            .map_or("full speed".into(), |r| format!("{r:.0}/s")),
         options.throttle.as_millis()
     );
     let (peak_lag, final_lag) = lag_run(settings, &admin, options, shutdown).await?;
@@ -181,13 +187,14 @@ async fn publish(
     options: &DemoOptions,
     generator: GeneratorConfig,
     count: u64,
+    rate: Option<f64>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let produce = ProduceOptions {
         topic: options.orders_topic.clone(),
         count,
         generator,
-        rate: None,
+        rate,
     };
     let summary = produce::run(settings, &produce, &ProgressBar::hidden(), shutdown).await?;
     println!(
@@ -214,9 +221,10 @@ async fn lag_run(
     };
     let producer = {
         let (settings, options, shutdown) = (settings.clone(), options.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { publish(&settings, &options, burst, options.burst, &shutdown).await },
-        )
+        tokio::spawn(async move {
+            let (count, rate) = (options.burst, options.burst_rate);
+            publish(&settings, &options, burst, count, rate, &shutdown).await
+        })
     };
 
     let csv_path = options.out.join("lag.csv");

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::common::{json, read_topic, Names};
+use crate::common::{committed_total, json, read_topic, signal, spawn_service, wait_until, Names};
 
 #[test]
 fn ten_thousand_orders_flow_end_to_end() {
@@ -88,4 +88,35 @@ fn same_seed_publishes_the_same_events() {
     let (first, second, other) = (by_partition(&a), by_partition(&b), by_partition(&c));
     assert_eq!(first, second);
     assert_ne!(first, other);
+}
+
+#[test]
+fn inventory_runs_until_sigterm_then_commits_and_exits_zero() {
+    let names = Names::new("sigterm");
+    names.create_topics();
+    let service = spawn_service(&[
+        "inventory",
+        "--orders-topic",
+        &names.orders,
+        "--inventory-topic",
+        &names.inventory,
+        "--group",
+        &names.inventory_group,
+    ]);
+    // Published while the service runs: it keeps consuming, it is no batch job.
+    names.produce(500, 9);
+    // Offsets are committed only after the outputs are acknowledged.
+    wait_until("inventory has committed all 500", || {
+        committed_total(&names.inventory_group) == 500
+    });
+    let output = signal(service, "TERM");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = String::from_utf8(output.stdout).unwrap();
+    assert!(summary.contains("consumed 500,"), "{summary}");
+    assert_eq!(committed_total(&names.inventory_group), 500);
+    read_topic(&names.inventory, 500);
 }

@@ -2,10 +2,11 @@
 //! resets follow kafka-consumer-groups' semantics and are refused while the
 //! group is active.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{
-    describe_group, json, orderflow_command, orderflow_ok, run, wait_with_limit, Names,
+    committed_total, describe_group, json, orderflow_command, orderflow_ok, run, signal,
+    spawn_service, wait_until, Names,
 };
 
 fn replay(names: &Names, to: &str, execute: bool) -> std::process::Output {
@@ -101,7 +102,7 @@ fn replay_is_refused_while_the_group_is_active() {
     names.inventory();
 
     // A long-running analytics instance: the group has an active member.
-    let mut service = orderflow_command(&[
+    let service = spawn_service(&[
         "analytics",
         "--inventory-topic",
         &names.inventory,
@@ -110,43 +111,18 @@ fn replay_is_refused_while_the_group_is_active() {
         "--commit-interval-ms",
         "100",
     ]);
-    service
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = service.spawn().unwrap();
-    let started = Instant::now();
-    while committed(&names.analytics_group)
-        .iter()
-        .flatten()
-        .sum::<i64>()
-        < 200
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "analytics never caught up"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_until("analytics has committed all 200", || {
+        committed_total(&names.analytics_group) == 200
+    });
 
     let refused = replay(&names, "earliest", true);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("active member"), "{stderr}");
-    assert_eq!(
-        committed(&names.analytics_group)
-            .iter()
-            .flatten()
-            .sum::<i64>(),
-        200
-    );
+    assert_eq!(committed_total(&names.analytics_group), 200);
 
     // SIGINT: the service commits, prints its report and exits 0.
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = wait_with_limit(child, Duration::from_secs(60));
+    let output = signal(service, "INT");
     assert!(
         output.status.success(),
         "{}",

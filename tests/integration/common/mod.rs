@@ -175,6 +175,44 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
     }
 }
 
+/// Starts a long-running orderflow service (stop it with `signal`).
+pub fn spawn_service(args: &[&str]) -> Child {
+    let mut command = orderflow_command(args);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().expect("orderflow starts")
+}
+
+/// Sends a signal ("INT", "TERM") to a child and waits for it to exit.
+pub fn signal(child: Child, name: &str) -> Output {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} failed");
+    wait_with_limit(child, Duration::from_secs(60))
+}
+
+/// Polls `condition` every half second; fails the test after two minutes.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Sum of a group's committed offsets, as kafka-consumer-groups reports them.
+pub fn committed_total(group: &str) -> i64 {
+    describe_group(group).iter().filter_map(|r| r.current).sum()
+}
+
 fn kafka_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka")
 }
