@@ -24,13 +24,19 @@ use orderflow::shutdown;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // librdkafka is chatty at info (connections, group joins): warn and up.
+    // The demo tells its own story on stdout, so there everything logs at warn.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info,librdkafka=warn",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.trim().is_empty() => EnvFilter::new(filter),
+        _ => EnvFilter::new(default_filter),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        // librdkafka is chatty at info (connections, group joins): warn and up.
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn")),
-        )
+        .with_env_filter(filter)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(run(cli)) {

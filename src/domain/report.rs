@@ -90,11 +90,11 @@ impl Report {
         if let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) {
             let _ = writeln!(
                 out,
-                "event time:        {} .. {} ({} windows with orders)",
+                "event time:        {} .. {}",
                 rfc3339_seconds::format(&first.start),
                 rfc3339_seconds::format(&(last.start + chrono::Duration::milliseconds(WINDOW_MS))),
-                self.windows.len()
             );
+            let _ = writeln!(out, "minutes w/ orders: {}", self.windows.len());
         }
         let _ = writeln!(out, "total orders:      {}", self.total_orders);
         let _ = writeln!(out, "failed orders:     {}", self.failed_orders);
