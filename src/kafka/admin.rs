@@ -243,22 +243,14 @@ impl Admin {
         topic: &str,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Option<i64>>> {
-        let mut list = TopicPartitionList::new();
-        for &p in partitions {
-            list.add_partition(topic, p);
-        }
         let committed = self
             .group_client(group)?
-            .committed_offsets(list, self.settings.timeout)
+            .committed_offsets(
+                partition_list(topic, partitions, Offset::Invalid)?,
+                self.settings.timeout,
+            )
             .while_(format!("fetching the committed offsets of group {group}"))?;
-        Ok(committed
-            .elements_for_topic(topic)
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(n) => (e.partition(), Some(n)),
-                _ => (e.partition(), None),
-            })
-            .collect())
+        Ok(offsets_by_partition(&committed, topic))
     }
 
     /// Commits `offsets` for `group` on `topic`, as a client outside the group.
@@ -282,23 +274,13 @@ impl Admin {
         partitions: &[i32],
         millis: i64,
     ) -> Result<BTreeMap<i32, Option<i64>>> {
-        let mut list = TopicPartitionList::new();
-        for &p in partitions {
-            list.add_partition_offset(topic, p, Offset::Offset(millis))
-                .while_("building the timestamp query")?;
-        }
+        // The query puts the timestamp where the answer's offset will be.
+        let query = partition_list(topic, partitions, Offset::Offset(millis))?;
         let found = self
             .plain_client()?
-            .offsets_for_times(list, self.settings.timeout)
+            .offsets_for_times(query, self.settings.timeout)
             .while_(format!("looking up offsets by time on {topic}"))?;
-        Ok(found
-            .elements_for_topic(topic)
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(n) => (e.partition(), Some(n)),
-                _ => (e.partition(), None),
-            })
-            .collect())
+        Ok(offsets_by_partition(&found, topic))
     }
 
     fn options(&self) -> AdminOptions {
@@ -330,4 +312,26 @@ fn coordinator_pending(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::CoordinatorNotAvailable
             | RDKafkaErrorCode::CoordinatorLoadInProgress
     )
+}
+
+/// A partition list for `topic` with the same offset in every partition.
+fn partition_list(topic: &str, partitions: &[i32], offset: Offset) -> Result<TopicPartitionList> {
+    let mut list = TopicPartitionList::new();
+    for &p in partitions {
+        list.add_partition_offset(topic, p, offset)
+            .while_("building a partition list")?;
+    }
+    Ok(list)
+}
+
+/// The concrete offset per partition of `topic` in a list (None: the broker
+/// had none to give, e.g. nothing committed).
+fn offsets_by_partition(list: &TopicPartitionList, topic: &str) -> BTreeMap<i32, Option<i64>> {
+    list.elements_for_topic(topic)
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => (e.partition(), Some(n)),
+            _ => (e.partition(), None),
+        })
+        .collect()
 }
