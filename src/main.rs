@@ -202,8 +202,10 @@ fn progress_bar(len: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  eta {eta}")
-            .expect("a valid template"),
+        ProgressStyle::with_template(
+            "{bar:40} {human_pos}/{human_len} events  {elapsed} elapsed, eta {eta}",
+        )
+        .expect("a valid template"),
     );
     bar
 }

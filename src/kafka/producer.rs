@@ -6,6 +6,7 @@
 //! check them as they complete, in order; the output counts as written only
 //! once its delivery future says the broker acknowledged it.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -64,11 +65,16 @@ pub async fn send<'a>(
 
 /// Waits for one delivery and turns a failure into an error naming the topic.
 pub async fn acknowledged(delivery: DeliveryFuture, topic: &str) -> Result<()> {
-    match delivery.await {
+    check_delivery(delivery.await, topic)
+}
+
+/// What a finished delivery future says: acknowledged, or an error naming the topic.
+pub fn check_delivery(outcome: <DeliveryFuture as Future>::Output, topic: &str) -> Result<()> {
+    match outcome {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((error, _message))) => Err(Error::Delivery {
+        Ok(Err((cause, _message))) => Err(Error::Delivery {
             topic: topic.to_owned(),
-            cause: error,
+            cause,
         }),
         // The producer was dropped with the message still queued.
         Err(_canceled) => Err(Error::Delivery {

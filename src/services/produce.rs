@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use indicatif::ProgressBar;
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,7 @@ use crate::config::KafkaSettings;
 use crate::domain::generator::{GeneratorConfig, OrderGenerator};
 use crate::error::Result;
 use crate::kafka::admin::Admin;
-use crate::kafka::producer::{self, acknowledged};
+use crate::kafka::producer::{self, acknowledged, check_delivery};
 
 /// Deliveries awaited at most at once; bounds memory and keeps errors prompt,
 /// well below librdkafka's local queue (100,000 messages by default).
@@ -76,9 +77,21 @@ pub async fn run(
             .key(key.as_bytes())
             .payload(payload.as_slice());
         pending.push_back(producer::send(&producer, record).await?);
-        if pending.len() >= MAX_IN_FLIGHT {
-            let oldest = pending.pop_front().expect("pending is not empty");
-            acknowledged(oldest, topic).await?;
+        // Count what the broker has acknowledged so far, without waiting;
+        // wait only when too many deliveries are outstanding.
+        loop {
+            let full = pending.len() >= MAX_IN_FLIGHT;
+            let Some(oldest) = pending.front_mut() else {
+                break;
+            };
+            let delivery = if full {
+                Some(oldest.await)
+            } else {
+                oldest.now_or_never()
+            };
+            let Some(delivery) = delivery else { break };
+            pending.pop_front();
+            check_delivery(delivery, topic)?;
             events += 1;
             progress.inc(1);
         }
