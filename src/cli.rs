@@ -14,6 +14,7 @@ use crate::domain::generator::GeneratorConfig;
 use crate::domain::report::Format;
 use crate::domain::stock::StockConfig;
 use crate::error::{Error, Result};
+use crate::kafka::engine::Guarantee;
 use crate::ops::replay::ResetTarget;
 
 #[derive(Debug, Parser)]
@@ -197,9 +198,27 @@ pub struct RunArgs {
     /// Stop once everything in the assigned partitions has been read (batch mode)
     #[arg(long)]
     pub exit_at_end: bool,
-    /// Commit finished offsets this often while running
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    /// Commit a batch (a transaction, exactly-once) this often while running
+    #[arg(long, default_value_t = 100, value_name = "MS")]
     pub commit_interval_ms: u64,
+    /// Delivery guarantee: transactions, or flush-then-commit
+    #[arg(long, value_enum, default_value_t = Guarantee::ExactlyOnce)]
+    pub guarantee: Guarantee,
+    /// Names this instance among the group's instances; each running instance
+    /// needs its own, and keeping it across restarts lets a restart abort what
+    /// a crashed predecessor left open (default: the host name)
+    #[arg(long)]
+    pub instance_id: Option<String>,
+}
+
+impl RunArgs {
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms.max(1))
+    }
+
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(host_name)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +232,16 @@ pub struct InventoryArgs {
     pub stock: StockArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The host name, the default instance id.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[derive(Debug, Args)]

@@ -89,22 +89,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 inventory_topic: args.topics.inventory_topic,
                 group: args.group,
                 stock: args.stock.config()?,
+                guarantee: args.run.guarantee,
+                instance_id: args.run.instance_id(),
                 exit_at_end: args.run.exit_at_end,
-                commit_interval: Duration::from_millis(args.run.commit_interval_ms),
+                commit_interval: args.run.commit_interval(),
             };
             let s = inventory::run(&settings, &options, &stop).await?;
             println!(
-                "inventory: consumed {}, reserved {}, rejected {}, malformed {}",
-                s.consumed, s.reserved, s.rejected, s.malformed
+                "inventory: consumed {}, reserved {}, rejected {}, malformed {} (dead-lettered), \
+                 {} transactions, {} aborted",
+                s.consumed, s.reserved, s.rejected, s.malformed, s.transactions, s.aborts
             );
         }
         Command::Analytics(args) => {
             let options = AnalyticsOptions {
                 inventory_topic: args.inventory_topic,
                 group: args.group,
+                guarantee: args.run.guarantee,
+                instance_id: args.run.instance_id(),
                 exit_at_end: args.run.exit_at_end,
                 throttle: Duration::from_millis(args.throttle_ms),
-                commit_interval: Duration::from_millis(args.run.commit_interval_ms),
+                commit_interval: args.run.commit_interval(),
             };
             let report = analytics::run(&settings, &options, &stop)
                 .await?
@@ -120,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let plan = replay::plan(&admin, &args.group, &args.topic, args.to)?;
             print!("{}", plan.to_text());
             if args.execute {
-                replay::execute(&admin, &plan)?;
+                replay::execute(&admin, &plan).await?;
                 println!(
                     "reset group {} on {} to {}",
                     plan.group, plan.topic, plan.target

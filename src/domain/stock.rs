@@ -14,7 +14,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use super::events::{OrderPlaced, RejectReason, Status};
 
 /// How the stock table starts and how often the simulated check fails.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StockConfig {
     /// Units on hand for any SKU not listed in `initial`.
     pub initial_per_sku: u64,
@@ -24,6 +24,27 @@ pub struct StockConfig {
     pub failure_rate: f64,
     /// Keys the simulated failure, so different seeds fail different orders.
     pub seed: u64,
+}
+
+impl StockConfig {
+    /// The share of the stock held by shard `index` of `shards`: every SKU's
+    /// units split as evenly as whole units allow, the first shards taking
+    /// the remainder. The shards' stock adds up to the whole.
+    pub fn shard(&self, index: u32, shards: u32) -> StockConfig {
+        let share = |units: u64| {
+            let shards = u64::from(shards.max(1));
+            units / shards + u64::from(u64::from(index) < units % shards)
+        };
+        StockConfig {
+            initial_per_sku: share(self.initial_per_sku),
+            initial: self
+                .initial
+                .iter()
+                .map(|(sku, &units)| (sku.clone(), share(units)))
+                .collect(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The verdict on one order.
@@ -53,7 +74,7 @@ impl Decision {
 }
 
 /// Stock levels, reduced by every reserved order.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Inventory {
     config: StockConfig,
     levels: HashMap<String, u64>,
@@ -73,6 +94,11 @@ impl Inventory {
             .get(sku)
             .copied()
             .unwrap_or_else(|| self.initial(sku))
+    }
+
+    /// Sets a level, as restored from a changelog.
+    pub fn set_level(&mut self, sku: &str, units: u64) {
+        self.levels.insert(sku.to_owned(), units);
     }
 
     fn initial(&self, sku: &str) -> u64 {
@@ -189,6 +215,23 @@ mod tests {
         // The same SKU on two lines counts as their sum.
         let decision = inventory.decide(&order(2, &[("A", 6), ("A", 5)]));
         assert_eq!(decision.status, Status::Rejected);
+    }
+
+    #[test]
+    fn shards_split_the_stock_and_add_up_to_it() {
+        let whole = StockConfig {
+            initial: [("B".to_string(), 4)].into(),
+            ..config(5000, 0.05)
+        };
+        let shards: Vec<StockConfig> = (0..3).map(|i| whole.shard(i, 3)).collect();
+        let per_sku: Vec<u64> = shards.iter().map(|s| s.initial_per_sku).collect();
+        assert_eq!(per_sku, vec![1667, 1667, 1666]);
+        let b: Vec<u64> = shards.iter().map(|s| s.initial["B"]).collect();
+        assert_eq!(b, vec![2, 1, 1]);
+        assert!(shards
+            .iter()
+            .all(|s| s.failure_rate == 0.05 && s.seed == whole.seed));
+        assert_eq!(whole.shard(0, 1), whole);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 pub const WINDOW_MS: i64 = 60_000;
 
 /// Counts for one window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowCounts {
     pub orders: u64,
     pub failed: u64,
@@ -31,6 +31,25 @@ impl Windows {
         let counts = self.by_start.entry(window_start(event_time)).or_default();
         counts.orders += 1;
         counts.failed += u64::from(failed);
+    }
+
+    /// Counts of the window starting at `start` (ms since the epoch).
+    pub fn get(&self, start: i64) -> WindowCounts {
+        self.by_start.get(&start).copied().unwrap_or_default()
+    }
+
+    /// Sets a window's counts, as restored from a changelog.
+    pub fn set(&mut self, start: i64, counts: WindowCounts) {
+        self.by_start.insert(start, counts);
+    }
+
+    /// Adds every window of `other` into these (windows of different partitions).
+    pub fn merge(&mut self, other: &Windows) {
+        for (&start, counts) in &other.by_start {
+            let mine = self.by_start.entry(start).or_default();
+            mine.orders += counts.orders;
+            mine.failed += counts.failed;
+        }
     }
 
     /// Windows in event-time order, as (start in ms since the epoch, counts).
@@ -85,6 +104,25 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn merging_adds_window_by_window() {
+        let mut a = Windows::default();
+        a.record(at("2026-01-01T00:00:01Z"), true);
+        let mut b = Windows::default();
+        b.record(at("2026-01-01T00:00:02Z"), false);
+        b.record(at("2026-01-01T00:05:00Z"), false);
+        a.merge(&b);
+        let minute = at("2026-01-01T00:00:00Z").timestamp_millis();
+        assert_eq!(
+            a.get(minute),
+            WindowCounts {
+                orders: 2,
+                failed: 1
+            }
+        );
+        assert_eq!(a.iter().count(), 2);
     }
 
     #[test]

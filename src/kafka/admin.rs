@@ -25,6 +25,26 @@ pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// Topic-level configs, e.g. cleanup.policy=compact.
+    pub config: Vec<(String, String)>,
+}
+
+impl TopicSpec {
+    /// A topic spec; with three or more replicas it also requires two in sync
+    /// for a write (min.insync.replicas=2), so that with acks=all an
+    /// acknowledged event survives the loss of any one broker.
+    pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i32) -> Self {
+        let mut config = Vec::new();
+        if replication_factor >= 3 {
+            config.push(("min.insync.replicas".to_string(), "2".to_string()));
+        }
+        Self {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            config,
+        }
+    }
 }
 
 /// A connection for administrative requests.
@@ -78,6 +98,53 @@ impl Admin {
         };
         ids.sort_unstable();
         Ok(ids)
+    }
+
+    /// How many replicas the partitions of `topic` have.
+    pub fn replication_factor(&self, topic: &str) -> Result<i32> {
+        let metadata = self
+            .client
+            .inner()
+            .fetch_metadata(None, self.settings.timeout)
+            .while_("fetching cluster metadata")?;
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .and_then(|t| t.partitions().first())
+            .map(|p| p.replicas().len() as i32)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
+    }
+
+    /// Creates the topics a stream task needs beside its input, when missing:
+    /// the dead-letter topic, and a compacted changelog with one partition per
+    /// input partition. Both get the input's partition count and replication.
+    pub async fn ensure_internal_topics(&self, input: &str, changelog: Option<&str>) -> Result<()> {
+        let partitions = self.partitions(input)?.len() as i32;
+        let replication = self.replication_factor(input)?;
+        let mut specs = vec![TopicSpec::new(
+            crate::kafka::engine::dlq_topic(input),
+            partitions,
+            replication,
+        )];
+        if let Some(name) = changelog {
+            let mut spec = TopicSpec::new(name, partitions, replication);
+            // Only the latest value per key is state; older ones may go.
+            spec.config
+                .push(("cleanup.policy".into(), "compact".into()));
+            specs.push(spec);
+        }
+        self.create_topics(&specs).await?;
+        if let Some(name) = changelog {
+            let found = self.partitions(name)?.len() as i32;
+            if found != partitions {
+                return Err(Error::Config(format!(
+                    "changelog {name} has {found} partitions but {input} has {partitions}; \
+                     state is kept per input partition, so they must match"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Whether `topic` exists.

@@ -21,9 +21,10 @@ use crate::domain::report::{Format, Report};
 use crate::domain::stock::StockConfig;
 use crate::error::{Error, Result};
 use crate::kafka::admin::Admin;
+use crate::kafka::engine::{dlq_topic, Guarantee};
 use crate::ops::{lag, replay, topics};
-use crate::services::analytics::{self, AnalyticsOptions};
-use crate::services::inventory::{self, InventoryOptions, InventorySummary};
+use crate::services::analytics::{self, windows_changelog, AnalyticsOptions};
+use crate::services::inventory::{self, stock_changelog, InventoryOptions, InventorySummary};
 use crate::services::produce::{self, ProduceOptions};
 
 #[derive(Debug, Clone)]
@@ -112,7 +113,7 @@ pub async fn run(
         replay::ResetTarget::Earliest,
     )?;
     print!("{}", indent(&plan.to_text()));
-    replay::execute(&admin, &plan)?;
+    replay::execute(&admin, &plan).await?;
     let rerun = AnalyticsOptions {
         exit_at_end: true,
         ..analytics_options(options, Duration::ZERO)
@@ -159,7 +160,16 @@ async fn fresh_topics(admin: &Admin, options: &DemoOptions) -> Result<()> {
         options.orders_topic.as_str(),
         options.inventory_topic.as_str(),
     ];
-    admin.delete_topics(&names).await?;
+    // The services' own topics go too: stock lives in the changelog.
+    let internal = [
+        dlq_topic(&options.orders_topic),
+        dlq_topic(&options.inventory_topic),
+        stock_changelog(&options.inventory_group),
+        windows_changelog(&options.analytics_group),
+    ];
+    let mut all: Vec<&str> = names.to_vec();
+    all.extend(internal.iter().map(String::as_str));
+    admin.delete_topics(&all).await?;
     admin
         .delete_groups(&[&options.inventory_group, &options.analytics_group])
         .await?;
@@ -311,8 +321,10 @@ impl Pipeline {
                 inventory_topic: options.inventory_topic.clone(),
                 group: options.inventory_group.clone(),
                 stock: options.stock.clone(),
+                guarantee: Guarantee::ExactlyOnce,
+                instance_id: "demo".into(),
                 exit_at_end: false,
-                commit_interval: Duration::from_millis(200),
+                commit_interval: Duration::from_millis(100),
             };
             tokio::spawn(async move { inventory::run(&settings, &options, &stop).await })
         };
@@ -378,9 +390,11 @@ fn analytics_options(options: &DemoOptions, throttle: Duration) -> AnalyticsOpti
     AnalyticsOptions {
         inventory_topic: options.inventory_topic.clone(),
         group: options.analytics_group.clone(),
+        guarantee: Guarantee::ExactlyOnce,
+        instance_id: "demo".into(),
         exit_at_end: false,
         throttle,
-        commit_interval: Duration::from_millis(200),
+        commit_interval: Duration::from_millis(100),
     }
 }
 

@@ -15,7 +15,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use rdkafka::producer::FutureRecord;
+
 use crate::kafka::admin::Admin;
+use crate::kafka::engine::{changelogs_of, reset_record};
+use crate::kafka::producer::{self, acknowledged};
 
 /// Where to move the offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +88,9 @@ pub struct ResetPlan {
     pub topic: String,
     pub target: ResetTarget,
     pub rows: Vec<ResetRow>,
+    /// The group's state changelogs (`<group>-<store>-changelog`), emptied
+    /// with the reset so that state and offsets start again together.
+    pub changelogs: Vec<String>,
 }
 
 /// Resolves `target` to an offset in a partition holding [low, high).
@@ -119,22 +126,43 @@ pub fn plan(admin: &Admin, group: &str, topic: &str, target: ResetTarget) -> Res
             ),
         });
     }
+    let topics = admin.topics()?;
+    let changelogs = changelogs_of(group, &topics)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     Ok(ResetPlan {
         group: group.to_owned(),
         topic: topic.to_owned(),
         target,
         rows,
+        changelogs,
     })
 }
 
-/// Applies the plan; refuses while the group has active members.
-pub fn execute(admin: &Admin, plan: &ResetPlan) -> Result<()> {
+/// Applies the plan; refuses while the group has active members. The state
+/// changelogs are reset first: were the offsets moved and the state not, the
+/// services would notice the mismatch and start afresh anyway.
+pub async fn execute(admin: &Admin, plan: &ResetPlan) -> Result<()> {
     let members = admin.active_members(&plan.group)?;
     if members > 0 {
         return Err(Error::GroupActive {
             group: plan.group.clone(),
             members,
         });
+    }
+    if !plan.changelogs.is_empty() {
+        let producer = producer::idempotent(admin.settings())?;
+        for changelog in &plan.changelogs {
+            for partition in admin.partitions(changelog)? {
+                let reset = reset_record(changelog, partition);
+                let record = FutureRecord::to(changelog)
+                    .partition(partition)
+                    .key(reset.key.as_slice())
+                    .payload(reset.payload.as_slice());
+                acknowledged(producer::send(&producer, record).await?, changelog).await?;
+            }
+        }
     }
     let offsets: BTreeMap<i32, i64> = plan.rows.iter().map(|r| (r.partition, r.new)).collect();
     admin.commit(&plan.group, &plan.topic, &offsets)
@@ -143,6 +171,9 @@ pub fn execute(admin: &Admin, plan: &ResetPlan) -> Result<()> {
 impl ResetPlan {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        for changelog in &self.changelogs {
+            let _ = writeln!(out, "state: {changelog} is reset with the offsets");
+        }
         let _ = writeln!(
             out,
             "{:<24}{:<22}{:>10}{:>16}{:>14}",

@@ -13,11 +13,7 @@ pub async fn ensure(
 ) -> Result<Vec<(String, bool)>> {
     let specs: Vec<TopicSpec> = names
         .iter()
-        .map(|name| TopicSpec {
-            name: (*name).to_owned(),
-            partitions,
-            replication_factor,
-        })
+        .map(|name| TopicSpec::new(*name, partitions, replication_factor))
         .collect();
     admin.create_topics(&specs).await
 }

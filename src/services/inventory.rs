@@ -1,172 +1,211 @@
 //! The inventory service: consumes `OrderPlaced` events, decides each against
-//! the stock table, and publishes one `InventoryChecked` per order, keyed by
-//! order id.
+//! the stock, and publishes one `InventoryChecked` per order, keyed by order
+//! id. It runs on the stream engine (`kafka::engine`), exactly-once by default.
 //!
-//! Guarantee: at-least-once. An order's input offset is committed only after
-//! the broker acknowledged its output and the outputs of every earlier order
-//! on that partition (deliveries are awaited in the order they were sent). A
-//! crash between the two re-processes the uncommitted orders, which can
-//! publish a second `InventoryChecked` for them; nothing is ever skipped.
-//! Stock levels live in memory and start afresh on every run.
+//! Stock is sharded by order partition, as Kafka Streams keeps state per task:
+//! each partition of the orders topic has its own share of every SKU's units
+//! (`StockConfig::shard`), decided only by that partition's orders in their
+//! log order. Every reservation writes the new levels to the compacted
+//! changelog `<group>-stock-changelog` (partition = order partition) in the
+//! same transaction as the outputs and input offsets, and an assigned
+//! partition's stock is rebuilt from it. So a restarted or rebalanced instance
+//! decides every order exactly as an uninterrupted one would, and stock never
+//! goes below zero.
 //!
-//! A malformed order (not JSON, or not a valid `OrderPlaced`) is logged with
-//! its topic, partition and offset, counted, and passed over; its offset is
-//! committed like any other, so it never blocks the partition.
+//! An order that is not JSON or not a valid `OrderPlaced` is dead-lettered to
+//! `<orders-topic>.DLQ` in the same transaction and processing goes on.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::{self, BoxFuture};
-use futures::stream::{FuturesOrdered, StreamExt};
-use futures::FutureExt;
-use rdkafka::consumer::CommitMode;
-use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
-use crate::domain::events::{InventoryChecked, OrderPlaced, SCHEMA_VERSION};
+use crate::domain::events::{InventoryChecked, OrderPlaced, Status, SCHEMA_VERSION};
 use crate::domain::stock::{Inventory, StockConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kafka::admin::Admin;
-use crate::kafka::consumer::{self, CaughtUp, OffsetBook};
-use crate::kafka::producer::{self, acknowledged, Producer};
-
-/// Orders whose output is not yet acknowledged, at most; past this the
-/// service stops reading until acknowledgements catch up.
-const MAX_IN_FLIGHT: usize = 20_000;
+use crate::kafka::engine::{self, EngineOptions, Guarantee};
+use crate::kafka::task::{OutRecord, Poison, Task, Versioned};
 
 #[derive(Debug, Clone)]
 pub struct InventoryOptions {
     pub orders_topic: String,
     pub inventory_topic: String,
     pub group: String,
+    /// The whole stock, split across the order partitions.
     pub stock: StockConfig,
+    pub guarantee: Guarantee,
+    /// Distinguishes instances of one group (their transactional ids).
+    pub instance_id: String,
     /// Stop once every assigned partition has been read to its end.
     pub exit_at_end: bool,
-    /// How often finished offsets are committed while running.
+    /// How long a batch (transaction) collects orders before it commits.
     pub commit_interval: Duration,
 }
 
-/// What a run did.
+/// What a run committed.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct InventorySummary {
     pub consumed: u64,
     pub reserved: u64,
     pub rejected: u64,
+    /// Orders that were not valid events, sent to the dead-letter topic.
     pub malformed: u64,
+    pub transactions: u64,
+    pub aborts: u64,
 }
 
-/// An input offset that is finished once its future resolves.
-type Pending = BoxFuture<'static, Result<(i32, i64)>>;
+/// The compacted topic holding the stock levels of `group`.
+pub fn stock_changelog(group: &str) -> String {
+    format!("{group}-stock-changelog")
+}
 
-/// Runs until `shutdown` fires or, with `exit_at_end`, until caught up; then
-/// waits for outstanding acknowledgements and commits.
+/// Runs until `shutdown` fires or, with `exit_at_end`, until caught up.
 pub async fn run(
     settings: &KafkaSettings,
     options: &InventoryOptions,
     shutdown: &CancellationToken,
 ) -> Result<InventorySummary> {
     let admin = Admin::connect(settings)?;
-    admin.partitions(&options.orders_topic)?;
+    let shards = admin.partitions(&options.orders_topic)?.len() as u32;
     admin.partitions(&options.inventory_topic)?;
-    let consumer = consumer::subscribe(settings, &options.group, &options.orders_topic)?;
-    let producer = producer::idempotent(settings)?;
+    let changelog = stock_changelog(&options.group);
+    admin
+        .ensure_internal_topics(&options.orders_topic, Some(&changelog))
+        .await?;
 
-    let mut inventory = Inventory::new(options.stock.clone());
-    let mut summary = InventorySummary::default();
-    let mut book = OffsetBook::new(&options.orders_topic);
-    let mut caught_up = CaughtUp::default();
-    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
-    let mut commit_timer = tokio::time::interval(options.commit_interval);
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            Some(finished) = in_flight.next() => {
-                let (partition, offset) = finished?;
-                book.done(partition, offset);
-            }
-            _ = commit_timer.tick() => book.commit(&consumer, CommitMode::Async)?,
-            received = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => match received {
-                Ok(message) => {
-                    summary.consumed += 1;
-                    let pending =
-                        process(&message, &mut inventory, &producer, options, &mut summary).await?;
-                    in_flight.push_back(pending);
-                }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    caught_up.reached_end(partition);
-                    if options.exit_at_end && caught_up.all(&consumer) {
-                        break;
-                    }
-                }
-                // librdkafka retries what can be retried; report and go on.
-                Err(error) => tracing::warn!(%error, "consumer error"),
-            },
-        }
-    }
-
-    while let Some(finished) = in_flight.next().await {
-        let (partition, offset) = finished?;
-        book.done(partition, offset);
-    }
-    book.commit(&consumer, CommitMode::Sync)?;
-    Ok(summary)
+    let engine_options = EngineOptions {
+        group: options.group.clone(),
+        input_topic: options.orders_topic.clone(),
+        changelog_topic: Some(changelog.clone()),
+        guarantee: options.guarantee,
+        transactional_id: format!("orderflow-{}-{}", options.group, options.instance_id),
+        commit_interval: options.commit_interval,
+        exit_at_end: options.exit_at_end,
+    };
+    let mut task = InventoryTask {
+        stock: options.stock.clone(),
+        shards,
+        output_topic: options.inventory_topic.clone(),
+        changelog_topic: changelog,
+        state: Versioned::default(),
+    };
+    let (settings, stop) = (settings.clone(), shutdown.clone());
+    tokio::task::spawn_blocking(move || {
+        let stats = engine::run(&settings, &engine_options, &mut task, &stop)?;
+        let counts = task.state.committed();
+        Ok(InventorySummary {
+            consumed: stats.consumed,
+            reserved: counts.reserved,
+            rejected: counts.rejected,
+            malformed: stats.dead_lettered,
+            transactions: stats.commits,
+            aborts: stats.aborts,
+        })
+    })
+    .await
+    .map_err(|e| Error::Config(format!("the inventory engine failed: {e}")))?
 }
 
-/// Decides one order and sends its outcome; returns the future that resolves
-/// once the outcome is acknowledged (at once for a malformed order).
-async fn process(
-    message: &BorrowedMessage<'_>,
-    inventory: &mut Inventory,
-    producer: &Producer,
-    options: &InventoryOptions,
-    summary: &mut InventorySummary,
-) -> Result<Pending> {
-    let (partition, offset) = (message.partition(), message.offset());
-    let order = match OrderPlaced::decode(message.payload().unwrap_or_default()) {
-        Ok(order) => order,
-        Err(error) => {
-            summary.malformed += 1;
-            tracing::warn!(
-                topic = message.topic(),
-                partition,
-                offset,
-                %error,
-                "skipping malformed order event"
-            );
-            return Ok(future::ready(Ok((partition, offset))).boxed());
+/// The inventory's state: a stock shard per assigned order partition.
+#[derive(Debug, Clone, Default)]
+struct InventoryState {
+    shards: BTreeMap<i32, Inventory>,
+    reserved: u64,
+    rejected: u64,
+}
+
+struct InventoryTask {
+    stock: StockConfig,
+    shards: u32,
+    output_topic: String,
+    changelog_topic: String,
+    state: Versioned<InventoryState>,
+}
+
+impl Task for InventoryTask {
+    fn assigned(&mut self, partition: i32) {
+        let shard = Inventory::new(self.stock.shard(partition as u32, self.shards));
+        self.state.both_mut(|s| {
+            s.shards.insert(partition, shard.clone());
+        });
+    }
+
+    fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]) {
+        let (Ok(sku), Ok(units)) = (
+            std::str::from_utf8(key),
+            serde_json::from_slice::<u64>(value),
+        ) else {
+            tracing::warn!(partition, "ignoring an unreadable stock changelog record");
+            return;
+        };
+        self.state.both_mut(|s| {
+            if let Some(shard) = s.shards.get_mut(&partition) {
+                shard.set_level(sku, units);
+            }
+        });
+    }
+
+    fn revoked(&mut self, partition: i32) {
+        self.state.both_mut(|s| {
+            s.shards.remove(&partition);
+        });
+    }
+
+    fn process(
+        &mut self,
+        partition: i32,
+        payload: &[u8],
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), Poison> {
+        let order = OrderPlaced::decode(payload).map_err(|e| Poison(e.to_string()))?;
+        let state = self.state.working_mut();
+        let shard = state
+            .shards
+            .get_mut(&partition)
+            .expect("only assigned partitions are processed");
+        let decision = shard.decide(&order);
+        if decision.status == Status::Reserved {
+            state.reserved += 1;
+            // The new level of every SKU the order took from.
+            for item in &order.items {
+                out.push(OutRecord {
+                    topic: self.changelog_topic.clone(),
+                    partition: Some(partition),
+                    key: item.sku.clone().into_bytes(),
+                    payload: shard.level(&item.sku).to_string().into_bytes(),
+                });
+            }
+        } else {
+            state.rejected += 1;
         }
-    };
-    let decision = inventory.decide(&order);
-    match decision.reason {
-        None => summary.reserved += 1,
-        Some(_) => summary.rejected += 1,
+        let outcome = InventoryChecked {
+            event_type: InventoryChecked::EVENT_TYPE.into(),
+            schema_version: SCHEMA_VERSION,
+            order_id: order.order_id,
+            status: decision.status,
+            reason: decision.reason,
+            detail: decision.detail,
+            event_time: order.event_time,
+            processed_at: Utc::now(),
+        };
+        out.push(OutRecord {
+            topic: self.output_topic.clone(),
+            partition: None,
+            key: order.order_id.to_string().into_bytes(),
+            payload: outcome.encode(),
+        });
+        Ok(())
     }
-    let outcome = InventoryChecked {
-        event_type: InventoryChecked::EVENT_TYPE.into(),
-        schema_version: SCHEMA_VERSION,
-        order_id: order.order_id,
-        status: decision.status,
-        reason: decision.reason,
-        detail: decision.detail,
-        event_time: order.event_time,
-        processed_at: Utc::now(),
-    };
-    let key = order.order_id.to_string();
-    let payload = outcome.encode();
-    let topic = options.inventory_topic.clone();
-    let record = FutureRecord::to(&topic)
-        .key(key.as_bytes())
-        .payload(payload.as_slice());
-    let delivery = producer::send(producer, record).await?;
-    Ok(async move {
-        acknowledged(delivery, &topic).await?;
-        Ok((partition, offset))
+
+    fn commit(&mut self) {
+        self.state.commit();
     }
-    .boxed())
+
+    fn rollback(&mut self) {
+        self.state.rollback();
+    }
 }

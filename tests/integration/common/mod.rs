@@ -208,6 +208,14 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Whether kafka-consumer-groups shows `group` committed up to the log end of
+/// every partition. (On a transactional topic the log end counts transaction
+/// markers too, so message counts and offsets differ.)
+pub fn caught_up(group: &str) -> bool {
+    let rows = describe_group(group);
+    !rows.is_empty() && rows.iter().all(|r| r.current == Some(r.log_end))
+}
+
 /// Sum of a group's committed offsets, as kafka-consumer-groups reports them.
 pub fn committed_total(group: &str) -> i64 {
     describe_group(group).iter().filter_map(|r| r.current).sum()

@@ -1,0 +1,136 @@
+//! A task's changelog: replaying one partition into the task on assignment,
+//! and the engine's own records in it.
+//!
+//! Besides the task's state records, every transaction writes an offset
+//! marker (`__orderflow.offset`: the next input offset) to each changelog
+//! partition it advanced. State and marker are committed with the group's
+//! input offsets, so on assignment they agree, unless someone moved the
+//! group's offsets since (`orderflow replay`). Then the restored state belongs
+//! to another position in the input and is dropped: a reset record
+//! (`__orderflow.reset`) makes later restores drop it too, as Kafka's streams
+//! reset tool empties a changelog.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::error::{Error, KafkaResultExt, Result};
+use crate::kafka::context::Logged;
+use crate::kafka::task::{OutRecord, Task};
+
+/// Key of the engine's offset marker records.
+pub const OFFSET_KEY: &[u8] = b"__orderflow.offset";
+/// Key of the engine's reset records.
+pub const RESET_KEY: &[u8] = b"__orderflow.reset";
+
+/// The offset marker for `partition`: input up to `next` is in the state.
+pub fn offset_marker(changelog: &str, partition: i32, next: i64) -> OutRecord {
+    OutRecord {
+        topic: changelog.to_owned(),
+        partition: Some(partition),
+        key: OFFSET_KEY.to_vec(),
+        payload: next.to_string().into_bytes(),
+    }
+}
+
+/// The reset record for `partition`: state before it no longer counts.
+pub fn reset_record(changelog: &str, partition: i32) -> OutRecord {
+    OutRecord {
+        topic: changelog.to_owned(),
+        partition: Some(partition),
+        key: RESET_KEY.to_vec(),
+        payload: b"reset".to_vec(),
+    }
+}
+
+/// The changelog topics of `group` among `topics`: `<group>-<store>-changelog`.
+pub fn changelogs_of<'t>(group: &str, topics: &'t [String]) -> Vec<&'t str> {
+    let prefix = format!("{group}-");
+    topics
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.starts_with(&prefix) && t.ends_with("-changelog"))
+        .filter(|t| !t[prefix.len()..t.len() - "-changelog".len()].contains('-'))
+        .collect()
+}
+
+/// Replays `changelog[partition]` into `task` (committed records only) and
+/// returns the last offset marker seen after the last reset, if any.
+pub fn restore<T: Task>(
+    reader: &BaseConsumer<Logged>,
+    changelog: &str,
+    partition: i32,
+    task: &mut T,
+    timeout: Duration,
+) -> Result<Option<i64>> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(changelog, partition, Offset::Beginning)
+        .while_("building the changelog assignment")?;
+    reader
+        .assign(&list)
+        .while_(format!("reading {changelog}[{partition}]"))?;
+    let mut marker = None;
+    let mut records = 0u64;
+    let mut last_progress = Instant::now();
+    loop {
+        match reader.poll(Duration::from_millis(100)) {
+            Some(Ok(record)) => {
+                last_progress = Instant::now();
+                records += 1;
+                let key = record.key().unwrap_or_default();
+                let value = record.payload().unwrap_or_default();
+                if key == OFFSET_KEY {
+                    marker = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                } else if key == RESET_KEY {
+                    task.revoked(partition);
+                    task.assigned(partition);
+                    marker = None;
+                } else {
+                    task.restore(partition, key, value);
+                }
+            }
+            // The end, under read_committed: the last stable offset.
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(error)) => tracing::warn!(%error, "changelog read error"),
+            None if last_progress.elapsed() > timeout * 3 => {
+                return Err(Error::Config(format!(
+                    "restoring {changelog}[{partition}] made no progress"
+                )))
+            }
+            None => {}
+        }
+    }
+    reader
+        .unassign()
+        .while_("releasing the changelog partition")?;
+    tracing::info!(changelog, partition, records, ?marker, "state restored");
+    Ok(marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_groups_changelogs_only() {
+        let topics: Vec<String> = [
+            "analytics-windows-changelog",
+            "analytics-eu-windows-changelog",
+            "analytics-windows",
+            "inventory-stock-changelog",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            changelogs_of("analytics", &topics),
+            vec!["analytics-windows-changelog"]
+        );
+        assert_eq!(
+            changelogs_of("analytics-eu", &topics),
+            vec!["analytics-eu-windows-changelog"]
+        );
+    }
+}

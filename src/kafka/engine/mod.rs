@@ -1,0 +1,605 @@
+//! The stream engine: runs a [`Task`] over an input topic with the chosen
+//! delivery guarantee, the way Kafka Streams runs a topology.
+//!
+//! **Exactly-once** (default): records are processed in batches, each inside
+//! one Kafka transaction holding the batch's outputs, its changelog records,
+//! its dead letters and its input offsets (`send_offsets_to_transaction` with
+//! the consumer's group metadata, KIP-447). Readers with
+//! `isolation.level=read_committed` see a batch entirely or not at all. When a
+//! transaction is aborted (an error, or a rebalance), the task's state rolls
+//! back to the last commit and the consumer rewinds to the committed offsets,
+//! so the batch is processed again from scratch. A zombie instance is fenced:
+//! by its transactional id when it restarts, and by the group generation when
+//! it commits offsets for partitions it no longer owns.
+//!
+//! **At-least-once**: the same batches without transactions. At the end of a
+//! batch the producer is flushed (every output acknowledged) and only then are
+//! the input offsets committed. A crash repeats the uncommitted batch.
+//!
+//! Either way, a record the task rejects as poison goes to `<input>.DLQ` with
+//! headers naming the error and its source, and its offset is committed like
+//! any other: a partition never gets stuck.
+//!
+//! The engine is synchronous and runs on a thread of its own
+//! (`spawn_blocking`): librdkafka's transactional calls block, and rebalance
+//! callbacks run inside `poll`, on this same thread, between two records.
+
+mod changelog;
+mod contexts;
+
+pub use changelog::{changelogs_of, reset_record};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaSettings;
+use crate::error::{Error, KafkaResultExt, Result};
+use crate::kafka::context::Logged;
+use crate::kafka::task::{OutRecord, Poison, Task};
+use contexts::{Assignment, Deliveries, GroupEvents};
+
+/// Which delivery guarantee a service gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Guarantee {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+/// How the engine runs a task.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub group: String,
+    pub input_topic: String,
+    /// The compacted topic the task's state is restored from, if it has state.
+    pub changelog_topic: Option<String>,
+    pub guarantee: Guarantee,
+    /// Identifies this instance's producer across restarts, so that a restart
+    /// aborts what a crashed predecessor left open (exactly-once only).
+    pub transactional_id: String,
+    /// How long a batch (transaction) collects records before it commits.
+    pub commit_interval: Duration,
+    /// Stop once every assigned partition has been read to its end.
+    pub exit_at_end: bool,
+}
+
+/// What the engine did, counting committed work only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    /// Input records processed (dead letters included).
+    pub consumed: u64,
+    /// Input records sent to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Batches committed.
+    pub commits: u64,
+    /// Batches aborted (and processed again).
+    pub aborts: u64,
+}
+
+/// The dead-letter topic of `topic`.
+pub fn dlq_topic(topic: &str) -> String {
+    format!("{topic}.DLQ")
+}
+
+/// Header names on dead letters.
+pub mod dlq_headers {
+    pub const ERROR: &str = "orderflow.error";
+    pub const TOPIC: &str = "orderflow.source.topic";
+    pub const PARTITION: &str = "orderflow.source.partition";
+    pub const OFFSET: &str = "orderflow.source.offset";
+}
+
+/// Runs `task` until `stop` is cancelled or, with `exit_at_end`, until caught
+/// up; commits what is open and returns. Blocks the calling thread.
+pub fn run<T: Task>(
+    settings: &KafkaSettings,
+    options: &EngineOptions,
+    task: &mut T,
+    stop: &CancellationToken,
+) -> Result<EngineStats> {
+    let (consumer, mut core) = Core::new(settings, options, task)?;
+    core.run(&consumer, stop)?;
+    Ok(core.stats)
+}
+
+type GroupConsumer = BaseConsumer<GroupEvents>;
+
+/// Everything but the consumer, so that a record borrowed from the consumer
+/// can be processed while the engine's own state changes.
+struct Core<'a, T: Task> {
+    settings: &'a KafkaSettings,
+    options: &'a EngineOptions,
+    task: &'a mut T,
+    producer: ThreadedProducer<Deliveries>,
+    /// Reads changelog partitions on assignment; never joins a group.
+    restorer: BaseConsumer<Logged>,
+    dlq: String,
+    /// Partitions currently assigned to us.
+    assigned: BTreeSet<i32>,
+    /// Assigned partitions read to their end (for exit_at_end).
+    at_end: BTreeSet<i32>,
+    /// The group's committed offset per assigned partition, as far as known.
+    committed: BTreeMap<i32, i64>,
+    /// Next offset per partition of the open batch.
+    next: BTreeMap<i32, i64>,
+    /// Partitions whose state was dropped after a replay; the next batch
+    /// writes their reset records.
+    resets: BTreeSet<i32>,
+    /// When the open batch started; None when no batch is open.
+    batch_started: Option<Instant>,
+    /// Counts of the open batch, added to `stats` when it commits.
+    pending: EngineStats,
+    stats: EngineStats,
+}
+
+impl<'a, T: Task> Core<'a, T> {
+    fn new(
+        settings: &'a KafkaSettings,
+        options: &'a EngineOptions,
+        task: &'a mut T,
+    ) -> Result<(GroupConsumer, Self)> {
+        let consumer: GroupConsumer = settings
+            .client_config(&[
+                ("group.id", options.group.as_str()),
+                // Offsets are committed by the engine, with the batch they end.
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "true"),
+                // Never read the outputs of aborted transactions upstream; and
+                // fetch committed offsets only once no transaction holding
+                // offsets for them is pending (KIP-447's require_stable).
+                ("isolation.level", "read_committed"),
+            ])
+            .create_with_context(GroupEvents::default())
+            .while_("creating the consumer")?;
+        let mut producer_config: Vec<(&str, &str)> = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("allow.auto.create.topics", "false"),
+        ];
+        if options.guarantee == Guarantee::ExactlyOnce {
+            producer_config.extend([
+                ("transactional.id", options.transactional_id.as_str()),
+                // An instance that dies and never comes back blocks
+                // read_committed readers of its open transaction until the
+                // coordinator aborts it: after 30 s rather than a minute. A
+                // restart with the same transactional.id aborts it at once.
+                ("transaction.timeout.ms", "30000"),
+                // librdkafka requires deliveries to give up within that time.
+                ("message.timeout.ms", "30000"),
+            ]);
+        } else {
+            // As for the plain producer: a lost cluster is an error in a minute.
+            producer_config.push(("message.timeout.ms", "60000"));
+        }
+        let producer: ThreadedProducer<Deliveries> = settings
+            .client_config(&producer_config)
+            .create_with_context(Deliveries::default())
+            .while_("creating the producer")?;
+        // librdkafka's consumer API wants a group id even for assign(); this
+        // one never joins its group (no subscribe) and never commits.
+        let restore_group = format!("{}.restore", options.group);
+        let restorer: BaseConsumer<Logged> = settings
+            .client_config(&[
+                ("group.id", restore_group.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "true"),
+                // State is only what committed transactions wrote.
+                ("isolation.level", "read_committed"),
+            ])
+            .create_with_context(Logged)
+            .while_("creating the changelog reader")?;
+        let core = Self {
+            settings,
+            options,
+            task,
+            producer,
+            restorer,
+            dlq: dlq_topic(&options.input_topic),
+            assigned: BTreeSet::new(),
+            at_end: BTreeSet::new(),
+            committed: BTreeMap::new(),
+            next: BTreeMap::new(),
+            resets: BTreeSet::new(),
+            batch_started: None,
+            pending: EngineStats::default(),
+            stats: EngineStats::default(),
+        };
+        Ok((consumer, core))
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.options.guarantee == Guarantee::ExactlyOnce
+    }
+
+    fn run(&mut self, consumer: &GroupConsumer, stop: &CancellationToken) -> Result<()> {
+        if self.exactly_once() {
+            // Fences any earlier producer with our transactional.id and aborts
+            // what it left open.
+            self.producer
+                .init_transactions(self.settings.timeout)
+                .while_("initialising transactions")?;
+        }
+        let topic = self.options.input_topic.clone();
+        consumer
+            .subscribe(&[&topic])
+            .while_(format!("subscribing to {topic}"))?;
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let polled = consumer.poll(Duration::from_millis(100));
+            // A rebalance callback may have run inside that poll; the record it
+            // returned, if any, belongs to the new assignment.
+            self.handle_rebalances(consumer)?;
+            match polled {
+                None => {}
+                Some(Ok(message)) => self.process(&message)?,
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.reached_end(consumer, partition)?;
+                }
+                // librdkafka retries what can be retried; report and go on.
+                Some(Err(error)) => tracing::warn!(%error, "consumer error"),
+            }
+            if self
+                .batch_started
+                .is_some_and(|t| t.elapsed() >= self.options.commit_interval)
+            {
+                self.commit(consumer)?;
+            }
+            if self.options.exit_at_end
+                && !self.assigned.is_empty()
+                && self.assigned.is_subset(&self.at_end)
+            {
+                break;
+            }
+        }
+        if self.batch_started.is_some() {
+            self.commit(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the assignment changes the consumer reported. Whatever batch is
+    /// open is aborted first: its offsets may belong to partitions that are
+    /// gone, and the group generation it would commit under is over.
+    fn handle_rebalances(&mut self, consumer: &GroupConsumer) -> Result<()> {
+        let events = consumer.context().take();
+        if events.is_empty() {
+            return Ok(());
+        }
+        if self.batch_started.is_some() {
+            self.abort_batch(consumer)?;
+        }
+        for event in events {
+            match event {
+                Assignment::Revoked(partitions) => {
+                    for p in partitions {
+                        self.task.revoked(p);
+                        self.assigned.remove(&p);
+                        self.committed.remove(&p);
+                        self.resets.remove(&p);
+                    }
+                }
+                Assignment::Assigned(partitions) => {
+                    for p in partitions {
+                        self.adopt(consumer, p)?;
+                    }
+                }
+            }
+        }
+        self.at_end.clear();
+        Ok(())
+    }
+
+    /// Takes over partition `p`: its committed offset first (this waits for
+    /// any transaction still holding offsets for it), then its state.
+    fn adopt(&mut self, consumer: &GroupConsumer, partition: i32) -> Result<()> {
+        let committed = self.committed_offset(consumer, partition)?;
+        if let Some(offset) = committed {
+            self.committed.insert(partition, offset);
+        }
+        self.task.assigned(partition);
+        self.assigned.insert(partition);
+        let Some(changelog) = self.options.changelog_topic.as_deref() else {
+            return Ok(());
+        };
+        let marker = changelog::restore(
+            &self.restorer,
+            changelog,
+            partition,
+            self.task,
+            self.settings.timeout,
+        )?;
+        // State and offsets commit together, so they agree unless the group's
+        // offsets were moved since: then the state is of another position.
+        // (At-least-once may legitimately leave the state ahead: keep it.)
+        if self.exactly_once() && marker.is_some() && marker != committed {
+            tracing::info!(
+                partition,
+                state_at = ?marker,
+                committed = ?committed,
+                "the group's offsets were moved (a replay): starting this partition's state afresh"
+            );
+            self.task.revoked(partition);
+            self.task.assigned(partition);
+            self.resets.insert(partition);
+        }
+        Ok(())
+    }
+
+    fn committed_offset(&self, consumer: &GroupConsumer, partition: i32) -> Result<Option<i64>> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.options.input_topic, partition);
+        let found = consumer
+            .committed_offsets(list, self.settings.timeout)
+            .while_("fetching the committed offset")?;
+        Ok(found.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(n) => Some(n),
+            _ => None,
+        }))
+    }
+
+    /// A partition was read to its end. The consumer's position there may be
+    /// past the last record (transaction markers take offsets too): commit it,
+    /// or the group would show a lag of one marker forever.
+    fn reached_end(&mut self, consumer: &GroupConsumer, partition: i32) -> Result<()> {
+        self.at_end.insert(partition);
+        let positions = consumer
+            .position()
+            .while_("reading the consumer position")?;
+        let position = positions
+            .elements()
+            .iter()
+            .find(|e| e.partition() == partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(n) => Some(n),
+                _ => None,
+            });
+        let known = self
+            .next
+            .get(&partition)
+            .or(self.committed.get(&partition))
+            .copied();
+        if let Some(position) = position.filter(|&p| Some(p) > known) {
+            self.open_batch()?;
+            self.next.insert(partition, position);
+        }
+        Ok(())
+    }
+
+    /// Opens a batch (and its transaction) unless one is open.
+    fn open_batch(&mut self) -> Result<()> {
+        if self.batch_started.is_some() {
+            return Ok(());
+        }
+        if self.exactly_once() {
+            self.producer
+                .begin_transaction()
+                .while_("beginning a transaction")?;
+        }
+        self.batch_started = Some(Instant::now());
+        if let Some(changelog) = self.options.changelog_topic.as_deref() {
+            for &p in &self.resets {
+                self.send(&changelog::reset_record(changelog, p))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
+        let (partition, offset) = (message.partition(), message.offset());
+        if !self.assigned.contains(&partition) {
+            return Ok(()); // fetched before a revoke; its new owner handles it
+        }
+        self.open_batch()?;
+        let mut out = Vec::new();
+        let payload = message.payload().unwrap_or_default();
+        if let Err(Poison(error)) = self.task.process(partition, payload, &mut out) {
+            tracing::warn!(
+                topic = message.topic(),
+                partition,
+                offset,
+                %error,
+                dlq = %self.dlq,
+                "dead-lettering an event"
+            );
+            self.dead_letter(message, &error)?;
+            self.task.dead_lettered(partition, &mut out);
+            self.pending.dead_lettered += 1;
+        }
+        for record in &out {
+            self.send(record)?;
+        }
+        self.pending.consumed += 1;
+        self.next.insert(partition, offset + 1);
+        Ok(())
+    }
+
+    /// Sends the original record to the DLQ, with headers saying why and whence.
+    fn dead_letter(&self, message: &BorrowedMessage<'_>, error: &str) -> Result<()> {
+        let (partition, offset) = (
+            message.partition().to_string(),
+            message.offset().to_string(),
+        );
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: dlq_headers::ERROR,
+                value: Some(error),
+            })
+            .insert(Header {
+                key: dlq_headers::TOPIC,
+                value: Some(message.topic()),
+            })
+            .insert(Header {
+                key: dlq_headers::PARTITION,
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: dlq_headers::OFFSET,
+                value: Some(&offset),
+            });
+        let mut record = BaseRecord::to(&self.dlq)
+            .payload(message.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        self.enqueue(record)
+    }
+
+    fn send(&self, record: &OutRecord) -> Result<()> {
+        let mut base = BaseRecord::to(&record.topic)
+            .key(record.key.as_slice())
+            .payload(record.payload.as_slice());
+        if let Some(p) = record.partition {
+            base = base.partition(p);
+        }
+        self.enqueue(base)
+    }
+
+    /// Hands a record to librdkafka, waiting while its local queue is full
+    /// (it drains on librdkafka's own threads).
+    fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((cause, returned)) => {
+                    return Err(Error::Delivery {
+                        topic: returned.topic.to_owned(),
+                        cause,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Ends the open batch: commits it, or, when Kafka says the transaction
+    /// must be aborted, aborts it and rewinds.
+    fn commit(&mut self, consumer: &GroupConsumer) -> Result<()> {
+        if let Some(changelog) = self.options.changelog_topic.as_deref() {
+            for (&p, &next) in &self.next {
+                self.send(&changelog::offset_marker(changelog, p, next))?;
+            }
+        }
+        let outcome = if self.exactly_once() {
+            self.commit_transaction(consumer)
+        } else {
+            self.flush_then_commit(consumer)
+        };
+        match outcome {
+            Ok(()) => {
+                self.task.commit();
+                self.stats.consumed += self.pending.consumed;
+                self.stats.dead_lettered += self.pending.dead_lettered;
+                self.stats.commits += 1;
+                self.pending = EngineStats::default();
+                self.committed.extend(std::mem::take(&mut self.next));
+                self.resets.clear();
+                self.batch_started = None;
+                Ok(())
+            }
+            Err(error) if self.exactly_once() && requires_abort(&error) => {
+                tracing::warn!(%error, "transaction failed; aborting and processing the batch again");
+                self.abort_batch(consumer)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn commit_transaction(&self, consumer: &GroupConsumer) -> Result<()> {
+        if !self.next.is_empty() {
+            let metadata = consumer
+                .group_metadata()
+                .ok_or_else(|| Error::Config("the consumer has no group metadata".into()))?;
+            self.producer
+                .send_offsets_to_transaction(&self.offsets()?, &metadata, self.settings.timeout)
+                .while_("adding the input offsets to the transaction")?;
+        }
+        self.producer
+            .commit_transaction(self.settings.timeout)
+            .while_("committing the transaction")
+    }
+
+    fn flush_then_commit(&self, consumer: &GroupConsumer) -> Result<()> {
+        self.producer
+            .flush(self.settings.timeout * 6)
+            .while_("waiting for acknowledgements")?;
+        self.producer.context().check()?;
+        if !self.next.is_empty() {
+            consumer
+                .commit(&self.offsets()?, CommitMode::Sync)
+                .while_("committing offsets")?;
+        }
+        Ok(())
+    }
+
+    /// Discards the open batch: aborts its transaction, rolls the task back,
+    /// and rewinds every assigned partition to its committed offset.
+    fn abort_batch(&mut self, consumer: &GroupConsumer) -> Result<()> {
+        if self.exactly_once() {
+            self.producer
+                .abort_transaction(self.settings.timeout)
+                .while_("aborting the transaction")?;
+        }
+        self.task.rollback();
+        self.stats.aborts += 1;
+        self.pending = EngineStats::default();
+        self.next.clear();
+        self.batch_started = None;
+        self.at_end.clear();
+        self.rewind(consumer)
+    }
+
+    fn rewind(&self, consumer: &GroupConsumer) -> Result<()> {
+        for &partition in &self.assigned {
+            let offset = match self.committed_offset(consumer, partition)? {
+                Some(n) => Offset::Offset(n),
+                None => Offset::Beginning,
+            };
+            consumer
+                .seek(
+                    &self.options.input_topic,
+                    partition,
+                    offset,
+                    self.settings.timeout,
+                )
+                .while_(format!(
+                    "rewinding {}[{partition}]",
+                    self.options.input_topic
+                ))?;
+        }
+        Ok(())
+    }
+
+    fn offsets(&self) -> Result<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        for (&partition, &next) in &self.next {
+            list.add_partition_offset(&self.options.input_topic, partition, Offset::Offset(next))
+                .while_("building the offsets to commit")?;
+        }
+        Ok(list)
+    }
+}
+
+/// Whether a failed commit leaves the transaction abortable (rather than the
+/// producer unusable).
+fn requires_abort(error: &Error) -> bool {
+    match error {
+        Error::Kafka {
+            cause: KafkaError::Transaction(e),
+            ..
+        } => e.txn_requires_abort(),
+        _ => false,
+    }
+}

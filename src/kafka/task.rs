@@ -1,0 +1,120 @@
+//! What the stream engine (`kafka::engine`) runs: a [`Task`] that turns input
+//! records into output records and keeps state per input partition, and
+//! [`Versioned`], the committed/working pair a task rolls back to when a
+//! transaction is aborted.
+//!
+//! A task sees bytes and partitions, never a Kafka client: the engine owns
+//! consuming, producing, transactions, restoring and dead-lettering.
+
+/// A record a task wants written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub topic: String,
+    /// A fixed partition (changelogs: the input partition); None lets the
+    /// producer partition by key.
+    pub partition: Option<i32>,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// Why an input record cannot be processed; the engine dead-letters it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison(pub String);
+
+/// A stateful consume-transform-produce step. State lives per input
+/// partition, is written to a changelog partition of the same number (through
+/// `OutRecord`s the task emits), and is rebuilt from it on assignment.
+pub trait Task: Send {
+    /// Partition `partition` was assigned: start its state empty (`restore`
+    /// then replays its changelog into it).
+    fn assigned(&mut self, partition: i32);
+
+    /// One changelog record of `partition`, oldest first.
+    fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]);
+
+    /// Partition `partition` was revoked: drop its state.
+    fn revoked(&mut self, partition: i32);
+
+    /// Processes one input record, pushing what it writes into `out`.
+    fn process(
+        &mut self,
+        partition: i32,
+        payload: &[u8],
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), Poison>;
+
+    /// An input record of `partition` was dead-lettered instead of processed;
+    /// a task that counts them writes its count to `out`.
+    fn dead_lettered(&mut self, _partition: i32, _out: &mut Vec<OutRecord>) {}
+
+    /// Everything processed since the last commit is now committed.
+    fn commit(&mut self);
+
+    /// Everything processed since the last commit was discarded: go back to
+    /// the committed state.
+    fn rollback(&mut self);
+}
+
+/// A value with a committed version and a working version.
+#[derive(Debug, Clone, Default)]
+pub struct Versioned<T: Clone> {
+    committed: T,
+    working: T,
+}
+
+impl<T: Clone> Versioned<T> {
+    pub fn new(value: T) -> Self {
+        Self {
+            committed: value.clone(),
+            working: value,
+        }
+    }
+
+    pub fn working(&self) -> &T {
+        &self.working
+    }
+
+    pub fn working_mut(&mut self) -> &mut T {
+        &mut self.working
+    }
+
+    pub fn committed(&self) -> &T {
+        &self.committed
+    }
+
+    /// Changes both versions alike: for what happens outside transactions
+    /// (assignment, restore), when working equals committed.
+    pub fn both_mut(&mut self, change: impl Fn(&mut T)) {
+        change(&mut self.committed);
+        change(&mut self.working);
+    }
+
+    pub fn commit(&mut self) {
+        self.committed.clone_from(&self.working);
+    }
+
+    pub fn rollback(&mut self) {
+        self.working.clone_from(&self.committed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_returns_to_the_last_commit() {
+        let mut value = Versioned::new(vec![1]);
+        value.working_mut().push(2);
+        value.commit();
+        value.working_mut().push(3);
+        assert_eq!(value.working(), &vec![1, 2, 3]);
+        value.rollback();
+        assert_eq!(value.working(), &vec![1, 2]);
+        value.both_mut(|v| v.push(9));
+        assert_eq!(
+            (value.working(), value.committed()),
+            (&vec![1, 2, 9], &vec![1, 2, 9])
+        );
+    }
+}
