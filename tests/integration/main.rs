@@ -5,8 +5,9 @@
 mod common;
 
 mod cli;
+mod dead_letters;
 mod demo;
+mod exactly_once;
 mod lag;
-mod malformed;
 mod pipeline;
 mod replay;

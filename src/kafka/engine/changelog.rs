@@ -10,6 +10,7 @@
 //! (`__orderflow.reset`) makes later restores drop it too, as Kafka's streams
 //! reset tool empties a changelog.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -57,47 +58,55 @@ pub fn changelogs_of<'t>(group: &str, topics: &'t [String]) -> Vec<&'t str> {
         .collect()
 }
 
-/// Replays `changelog[partition]` into `task` (committed records only) and
-/// returns the last offset marker seen after the last reset, if any.
+/// Replays the given partitions of `changelog` into `task` (committed
+/// records only), all at once; returns per partition the last offset marker
+/// seen after its last reset, if any.
 pub fn restore<T: Task>(
     reader: &BaseConsumer<Logged>,
     changelog: &str,
-    partition: i32,
+    partitions: &[i32],
     task: &mut T,
     timeout: Duration,
-) -> Result<Option<i64>> {
+) -> Result<BTreeMap<i32, Option<i64>>> {
     let mut list = TopicPartitionList::new();
-    list.add_partition_offset(changelog, partition, Offset::Beginning)
-        .while_("building the changelog assignment")?;
+    for &p in partitions {
+        list.add_partition_offset(changelog, p, Offset::Beginning)
+            .while_("building the changelog assignment")?;
+    }
     reader
         .assign(&list)
-        .while_(format!("reading {changelog}[{partition}]"))?;
-    let mut marker = None;
+        .while_(format!("reading {changelog}"))?;
+    let mut markers: BTreeMap<i32, Option<i64>> = partitions.iter().map(|&p| (p, None)).collect();
+    let mut pending: BTreeSet<i32> = partitions.iter().copied().collect();
     let mut records = 0u64;
     let mut last_progress = Instant::now();
-    loop {
+    while !pending.is_empty() {
         match reader.poll(Duration::from_millis(100)) {
             Some(Ok(record)) => {
                 last_progress = Instant::now();
                 records += 1;
+                let partition = record.partition();
                 let key = record.key().unwrap_or_default();
                 let value = record.payload().unwrap_or_default();
                 if key == OFFSET_KEY {
-                    marker = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                    let marker = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                    markers.insert(partition, marker);
                 } else if key == RESET_KEY {
                     task.revoked(partition);
                     task.assigned(partition);
-                    marker = None;
+                    markers.insert(partition, None);
                 } else {
                     task.restore(partition, key, value);
                 }
             }
             // The end, under read_committed: the last stable offset.
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                pending.remove(&partition);
+            }
             Some(Err(error)) => tracing::warn!(%error, "changelog read error"),
             None if last_progress.elapsed() > timeout * 3 => {
                 return Err(Error::Config(format!(
-                    "restoring {changelog}[{partition}] made no progress"
+                    "restoring {changelog} partitions {pending:?} made no progress"
                 )))
             }
             None => {}
@@ -105,9 +114,9 @@ pub fn restore<T: Task>(
     }
     reader
         .unassign()
-        .while_("releasing the changelog partition")?;
-    tracing::info!(changelog, partition, records, ?marker, "state restored");
-    Ok(marker)
+        .while_("releasing the changelog partitions")?;
+    tracing::info!(changelog, ?partitions, records, "state restored");
+    Ok(markers)
 }
 
 #[cfg(test)]

@@ -287,49 +287,54 @@ impl<'a, T: Task> Core<'a, T> {
                         self.resets.remove(&p);
                     }
                 }
-                Assignment::Assigned(partitions) => {
-                    for p in partitions {
-                        self.adopt(consumer, p)?;
-                    }
-                }
+                Assignment::Assigned(partitions) => self.adopt(consumer, &partitions)?,
             }
         }
         self.at_end.clear();
         Ok(())
     }
 
-    /// Takes over partition `p`: its committed offset first (this waits for
-    /// any transaction still holding offsets for it), then its state.
-    fn adopt(&mut self, consumer: &GroupConsumer, partition: i32) -> Result<()> {
-        let committed = self.committed_offset(consumer, partition)?;
-        if let Some(offset) = committed {
-            self.committed.insert(partition, offset);
+    /// Takes over newly assigned partitions: their committed offsets first
+    /// (which waits for any transaction still holding offsets for them), then
+    /// their state.
+    fn adopt(&mut self, consumer: &GroupConsumer, partitions: &[i32]) -> Result<()> {
+        let mut committed = BTreeMap::new();
+        for &p in partitions {
+            let offset = self.committed_offset(consumer, p)?;
+            if let Some(offset) = offset {
+                self.committed.insert(p, offset);
+            }
+            committed.insert(p, offset);
+            self.task.assigned(p);
+            self.assigned.insert(p);
         }
-        self.task.assigned(partition);
-        self.assigned.insert(partition);
         let Some(changelog) = self.options.changelog_topic.as_deref() else {
             return Ok(());
         };
-        let marker = changelog::restore(
+        let markers = changelog::restore(
             &self.restorer,
             changelog,
-            partition,
+            partitions,
             self.task,
             self.settings.timeout,
         )?;
-        // State and offsets commit together, so they agree unless the group's
-        // offsets were moved since: then the state is of another position.
-        // (At-least-once may legitimately leave the state ahead: keep it.)
-        if self.exactly_once() && marker.is_some() && marker != committed {
-            tracing::info!(
-                partition,
-                state_at = ?marker,
-                committed = ?committed,
-                "the group's offsets were moved (a replay): starting this partition's state afresh"
-            );
-            self.task.revoked(partition);
-            self.task.assigned(partition);
-            self.resets.insert(partition);
+        for (partition, marker) in markers {
+            // State and offsets commit together, so they agree unless the
+            // group's offsets were moved since without resetting the state:
+            // then the state is of another position. (At-least-once may
+            // legitimately leave the state ahead of the offsets: keep it.)
+            let offset = committed.get(&partition).copied().flatten();
+            if self.exactly_once() && marker.is_some() && marker != offset {
+                tracing::info!(
+                    partition,
+                    state_at = ?marker,
+                    committed = ?offset,
+                    "the group's offsets were moved: starting this partition's state afresh"
+                );
+                self.task.revoked(partition);
+                self.task.assigned(partition);
+                self.resets.insert(partition);
+            }
         }
         Ok(())
     }
@@ -445,7 +450,10 @@ impl<'a, T: Task> Core<'a, T> {
                 key: dlq_headers::OFFSET,
                 value: Some(&offset),
             });
+        // Same partition number: the DLQ has the input's partition count, so
+        // dead letters keep their order per source partition.
         let mut record = BaseRecord::to(&self.dlq)
+            .partition(message.partition())
             .payload(message.payload().unwrap_or_default())
             .headers(headers);
         if let Some(key) = message.key() {

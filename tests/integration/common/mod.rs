@@ -259,34 +259,40 @@ pub fn kafka_tool_with_input(tool: &str, args: &[&str], input: Option<&str>) -> 
 }
 
 /// Every message of `topic` as Kafka's console consumer prints it, one line
-/// each: "partition\tkey\tvalue". Expects exactly `expected` messages (it
-/// waits for that many; fewer or more fails the test).
+/// each: "partition\tkey\tvalue", read with `read_committed`. Expects exactly
+/// `expected` messages (fewer or more fails the test).
 pub fn read_topic(topic: &str, expected: usize) -> Vec<String> {
-    let max = (expected + 1).to_string();
-    let out = kafka_tool(
-        "kafka-console-consumer",
-        &[
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--max-messages",
-            &max,
-            // Stop once no message has arrived for this long: all were read.
-            "--timeout-ms",
-            "10000",
-            "--isolation-level",
-            "read_committed",
-            "--property",
-            "print.partition=true",
-            "--property",
-            "print.key=true",
-            "--property",
-            "key.separator=\t",
-        ],
-    );
-    let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    let lines = read_all(topic, "read_committed", &[]);
     assert_eq!(lines.len(), expected, "messages read back from {topic}");
     lines
+}
+
+/// Every message of `topic` with the given isolation level, until none has
+/// arrived for 10 s; `extra` adds console-consumer properties.
+pub fn read_all(topic: &str, isolation: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--topic",
+        topic,
+        "--from-beginning",
+        // Stop once no message has arrived for this long: all were read.
+        "--timeout-ms",
+        "10000",
+        "--isolation-level",
+        isolation,
+        "--property",
+        "print.partition=true",
+        "--property",
+        "print.key=true",
+        "--property",
+        "key.separator=\t",
+    ];
+    for property in extra {
+        args.extend(["--property", property]);
+    }
+    let out = kafka_tool("kafka-console-consumer", &args);
+    out.lines()
+        .map(|l| l.strip_prefix("Partition:").unwrap_or(l).to_owned())
+        .collect()
 }
 
 /// One row of `kafka-consumer-groups --describe`.

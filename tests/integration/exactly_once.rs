@@ -1,0 +1,201 @@
+//! Exactly-once through crashes: services SIGKILLed mid-run lose nothing,
+//! duplicate nothing, and decide and report exactly as uninterrupted runs do.
+//! Kafka's console consumer in read_committed mode is the judge; in
+//! read_uncommitted mode it shows the aborted writes the crashes left.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use crate::common::{
+    committed_total, json, orderflow_ok, read_all, read_topic, signal, spawn_service, wait_until,
+    Names,
+};
+
+const ORDERS: usize = 100_000;
+
+fn inventory_args<'a>(names: &'a Names, group: &'a str, output: &'a str) -> Vec<&'a str> {
+    vec![
+        "inventory",
+        "--orders-topic",
+        &names.orders,
+        "--inventory-topic",
+        output,
+        "--group",
+        group,
+        "--instance-id",
+        "crash-test",
+        // Little stock, so that many orders run out of it: out-of-stock
+        // decisions must survive the crashes too.
+        "--initial-stock",
+        "6000",
+    ]
+}
+
+/// order id -> (status, order partition) from lines "partition\tkey\tvalue".
+fn decisions(lines: &[String]) -> HashMap<String, String> {
+    lines
+        .iter()
+        .map(|line| {
+            let value = json(line.splitn(3, '\t').nth(2).unwrap().as_bytes());
+            (
+                value["order_id"].as_str().unwrap().to_owned(),
+                value["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn inventory_killed_three_times_answers_every_order_exactly_once() {
+    let names = Names::new("eos-inv");
+    names.create_topics();
+    // Orders keep arriving while inventory is killed and restarted.
+    let producer = spawn_service(&[
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        &ORDERS.to_string(),
+        "--seed",
+        "77",
+        "--rate",
+        "20000",
+    ]);
+    let mut progress = 0;
+    for _ in 0..3 {
+        let service = spawn_service(&inventory_args(
+            &names,
+            &names.inventory_group,
+            &names.inventory,
+        ));
+        // Kill it only once it has committed more than before: mid-run.
+        wait_until("inventory makes progress", || {
+            committed_total(&names.inventory_group) > progress + 2_000
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = signal(service, "KILL");
+        assert!(!killed.status.success());
+        progress = committed_total(&names.inventory_group);
+    }
+    let produced = crate::common::wait_with_limit(producer, Duration::from_secs(120));
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let mut last = inventory_args(&names, &names.inventory_group, &names.inventory);
+    last.push("--exit-at-end");
+    orderflow_ok(&last);
+
+    // read_committed: every order answered exactly once.
+    let orders = read_topic(&names.orders, ORDERS);
+    let answers = read_topic(&names.inventory, ORDERS);
+    let decided = decisions(&answers);
+    assert_eq!(decided.len(), ORDERS, "no order answered twice");
+    let order_ids: HashSet<String> = orders
+        .iter()
+        .map(|l| l.split('\t').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(decided.keys().cloned().collect::<HashSet<_>>(), order_ids);
+
+    // read_uncommitted: the crashes did leave aborted writes behind.
+    let everything = read_all(&names.inventory, "read_uncommitted", &[]);
+    assert!(
+        everything.len() > ORDERS,
+        "aborted writes are visible: {}",
+        everything.len()
+    );
+
+    // Decisions equal an uninterrupted run's over the same orders.
+    let reference_group = crate::common::unique("eos-inv-ref");
+    let reference_topic = crate::common::unique("eos-inv-ref-out");
+    orderflow_ok(&[
+        "topics",
+        "--orders-topic",
+        &names.orders,
+        "--inventory-topic",
+        &reference_topic,
+    ]);
+    let mut reference = inventory_args(&names, &reference_group, &reference_topic);
+    reference.push("--exit-at-end");
+    orderflow_ok(&reference);
+    let uninterrupted = decisions(&read_topic(&reference_topic, ORDERS));
+    assert_eq!(decided, uninterrupted);
+    assert!(
+        decided.values().any(|s| s == "Rejected"),
+        "some orders ran out of stock"
+    );
+
+    // Stock never below zero: per order partition (a stock shard) and SKU,
+    // the units reserved never exceed the shard's share of 6,000.
+    let mut taken: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for line in &orders {
+        let mut cols = line.splitn(3, '\t');
+        let (partition, key, value) = (
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+        );
+        if decided[key] != "Reserved" {
+            continue;
+        }
+        for item in json(value.as_bytes())["items"].as_array().unwrap() {
+            let sku = item["sku"].as_str().unwrap().to_owned();
+            *taken.entry((partition.to_owned(), sku)).or_default() +=
+                item["quantity"].as_u64().unwrap();
+        }
+    }
+    assert!(taken.values().all(|&units| units <= 2_000), "{taken:?}");
+}
+
+#[test]
+fn analytics_killed_mid_run_reports_byte_identically() {
+    let names = Names::new("eos-ana");
+    names.create_topics();
+    names.produce(20_000, 31);
+    names.inventory();
+    let dir = tempfile::tempdir().unwrap();
+    let uninterrupted = names.analytics_json(dir.path(), "uninterrupted.json");
+
+    let group = crate::common::unique("eos-ana-killed");
+    let report = dir.path().join("restarted.json");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "analytics",
+            "--inventory-topic",
+            &names.inventory,
+            "--group",
+            &group,
+            "--instance-id",
+            "crash-test",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    // Slow, so that it is surely killed mid-run.
+    let slow = args(&["--throttle-ms", "1"]);
+    let service = spawn_service(&slow.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_until("analytics makes progress", || {
+        committed_total(&group) > 2_000
+    });
+    let killed = signal(service, "KILL");
+    assert!(!killed.status.success());
+    assert!(committed_total(&group) < 20_000, "killed before the end");
+
+    let rest = args(&[
+        "--exit-at-end",
+        "--format",
+        "json",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    orderflow_ok(&rest.iter().map(String::as_str).collect::<Vec<_>>());
+    let restarted = std::fs::read(&report).unwrap();
+    assert_eq!(json(&restarted)["total_orders"], 20_000);
+    assert_eq!(
+        restarted, uninterrupted,
+        "the restarted report is byte-identical"
+    );
+}
