@@ -88,10 +88,20 @@ pub struct TopicNames {
     pub inventory_topic: String,
 }
 
+/// Where analytics publishes closed windows.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsTopic {
+    /// Topic of closed one-minute windows (WindowClosed events, from analytics)
+    #[arg(long, default_value = "OrderMetrics")]
+    pub metrics_topic: String,
+}
+
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
     #[command(flatten)]
     pub topics: TopicNames,
+    #[command(flatten)]
+    pub metrics: MetricsTopic,
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
     #[arg(long, default_value_t = 1)]
@@ -249,9 +259,15 @@ pub struct AnalyticsArgs {
     /// Topic of InventoryChecked events
     #[arg(long, default_value = "InventoryEvents")]
     pub inventory_topic: String,
+    #[command(flatten)]
+    pub metrics: MetricsTopic,
     /// Consumer group
     #[arg(long, default_value = "analytics")]
     pub group: String,
+    /// How long past its end (in event time) a window still takes events;
+    /// later events are counted as late
+    #[arg(long, default_value_t = crate::services::analytics::DEFAULT_GRACE.as_millis() as u64, value_name = "MS")]
+    pub grace_ms: u64,
     /// Write the report to this file instead of standard output
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -300,6 +316,8 @@ pub struct LagArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub topics: TopicNames,
+    #[command(flatten)]
+    pub metrics: MetricsTopic,
     /// Orders in the main run
     #[arg(long, default_value_t = 10_000)]
     pub count: u64,

@@ -57,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let names = [
                 args.topics.orders_topic.as_str(),
                 args.topics.inventory_topic.as_str(),
+                args.metrics.metrics_topic.as_str(),
             ];
             for (name, created) in
                 topics::ensure(&admin, &names, args.partitions, args.replication_factor).await?
@@ -104,7 +105,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Analytics(args) => {
             let options = AnalyticsOptions {
                 inventory_topic: args.inventory_topic,
+                metrics_topic: args.metrics.metrics_topic,
                 group: args.group,
+                grace: Duration::from_millis(args.grace_ms),
                 guarantee: args.run.guarantee,
                 instance_id: args.run.instance_id(),
                 exit_at_end: args.run.exit_at_end,
@@ -155,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = DemoOptions {
                 orders_topic: args.topics.orders_topic,
                 inventory_topic: args.topics.inventory_topic,
+                metrics_topic: args.metrics.metrics_topic,
                 inventory_group: args.inventory_group,
                 analytics_group: args.analytics_group,
                 partitions: args.partitions,

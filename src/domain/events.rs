@@ -74,6 +74,23 @@ pub struct InventoryChecked {
     pub processed_at: DateTime<Utc>,
 }
 
+/// A one-minute window's final counts from one partition of the inventory
+/// topic, published by analytics to OrderMetrics when the window closes
+/// there. A window's overall counts are the sum over the partitions' events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowClosed {
+    /// Always `"WindowClosed"`.
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The window's start, also the record's key (RFC 3339, UTC).
+    #[serde(with = "millis")]
+    pub window_start: DateTime<Utc>,
+    /// The inventory-topic partition these counts come from.
+    pub source_partition: i32,
+    pub orders: u64,
+    pub failed: u64,
+}
+
 /// Why bytes from a topic are not a usable event.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -142,6 +159,35 @@ impl InventoryChecked {
 
     pub fn failed(&self) -> bool {
         self.status == Status::Rejected
+    }
+}
+
+impl WindowClosed {
+    pub const EVENT_TYPE: &'static str = "WindowClosed";
+
+    pub fn new(
+        window_start: DateTime<Utc>,
+        source_partition: i32,
+        orders: u64,
+        failed: u64,
+    ) -> Self {
+        Self {
+            event_type: Self::EVENT_TYPE.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            window_start,
+            source_partition,
+            orders,
+            failed,
+        }
+    }
+
+    /// The record key: the window's start.
+    pub fn key(&self) -> String {
+        millis::format(&self.window_start)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a WindowClosed always serializes")
     }
 }
 

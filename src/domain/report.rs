@@ -21,6 +21,9 @@ pub struct Report {
     pub orders_per_minute: f64,
     /// Events on the inventory topic that were not valid InventoryChecked events.
     pub malformed_events: u64,
+    /// Events that arrived after their window had closed (past the grace
+    /// period): counted here, not in any window.
+    pub late_events: u64,
     /// Windows that saw at least one order, in event-time order.
     pub windows: Vec<WindowRow>,
 }
@@ -65,6 +68,7 @@ impl Report {
             failure_rate: ratio(failed_orders as f64, total_orders as f64),
             orders_per_minute: ratio(total_orders as f64, minutes),
             malformed_events,
+            late_events: windows.late(),
             windows: rows,
         }
     }
@@ -101,6 +105,7 @@ impl Report {
         let _ = writeln!(out, "failure rate:      {:.2}%", self.failure_rate * 100.0);
         let _ = writeln!(out, "orders per minute: {:.2}", self.orders_per_minute);
         let _ = writeln!(out, "malformed events:  {}", self.malformed_events);
+        let _ = writeln!(out, "late events:       {}", self.late_events);
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -141,10 +146,11 @@ mod rfc3339_seconds {
 mod tests {
     use super::*;
 
+    /// One partition's windows, with a minute of grace.
     fn windows(events: &[(&str, bool)]) -> Windows {
         let mut windows = Windows::default();
         for (time, failed) in events {
-            windows.record(time.parse().unwrap(), *failed);
+            windows.record(time.parse().unwrap(), *failed, 60_000);
         }
         windows
     }
@@ -180,20 +186,28 @@ mod tests {
     }
 
     #[test]
-    fn same_events_in_any_order_give_identical_bytes() {
-        let events = [
+    fn partitions_merged_in_any_order_give_identical_bytes() {
+        let a = windows(&[
             ("2026-01-01T00:00:10Z", false),
             ("2026-01-01T00:05:20Z", true),
             ("2026-01-01T00:01:30Z", false),
-        ];
-        let mut reversed = events;
-        reversed.reverse();
+        ]);
+        let b = windows(&[("2026-01-01T00:01:10Z", true)]);
+        let merged = |first: &Windows, second: &Windows| {
+            let mut all = Windows::default();
+            all.merge(first);
+            all.merge(second);
+            all
+        };
         for format in [Format::Json, Format::Text] {
             assert_eq!(
-                Report::from_windows(&windows(&events), 0).render(format),
-                Report::from_windows(&windows(&reversed), 0).render(format)
+                Report::from_windows(&merged(&a, &b), 0).render(format),
+                Report::from_windows(&merged(&b, &a), 0).render(format)
             );
         }
+        let report = Report::from_windows(&merged(&a, &b), 0);
+        assert_eq!((report.total_orders, report.late_events), (3, 1));
+        assert!(report.render(Format::Text).contains("late events:       1"));
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! One-minute tumbling windows over event time: how many orders were decided,
 //! and how many of them were rejected, per minute of the orders' own clock.
 //!
-//! Counts are sums, so the result does not depend on the order in which
-//! partitions deliver their events: that is what makes two runs over the same
-//! events produce the same report.
+//! Windows are kept per input partition. Each partition has its own stream
+//! time, the latest event time it has seen (as in Kafka Streams); a window
+//! closes once stream time passes its end plus the grace period. A closed
+//! window's counts are final: they are handed out once, when it closes, and an
+//! event that still falls into it is late and counted as such, not added.
+//!
+//! Everything depends only on the sequence of events within each partition,
+//! and partitions combine by sums, so the result does not depend on how
+//! partitions interleave: that is what makes two runs over the same events
+//! produce the same report.
 
 use std::collections::BTreeMap;
 
@@ -19,18 +26,68 @@ pub struct WindowCounts {
     pub failed: u64,
 }
 
-/// All windows seen so far, keyed by their start (ms since the Unix epoch).
+/// What recording one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Counted into its window (start in ms since the epoch); `closed` are
+    /// the windows the event's time closed, oldest first, with final counts.
+    Counted {
+        window: i64,
+        closed: Vec<(i64, WindowCounts)>,
+    },
+    /// Its window had already closed: counted as late only.
+    Late,
+}
+
+/// The windows of one partition (or, merged, of several).
 #[derive(Debug, Default, Clone)]
 pub struct Windows {
     by_start: BTreeMap<i64, WindowCounts>,
+    /// The latest event time seen, in ms since the epoch.
+    stream_time: Option<i64>,
+    /// Events that arrived after their window had closed.
+    late: u64,
 }
 
 impl Windows {
-    /// Counts one decided order into the window its event time falls in.
-    pub fn record(&mut self, event_time: DateTime<Utc>, failed: bool) {
-        let counts = self.by_start.entry(window_start(event_time)).or_default();
+    /// Counts one decided order into the window its event time falls in,
+    /// unless that window has closed; windows stay open for `grace_ms` past
+    /// their end.
+    pub fn record(&mut self, event_time: DateTime<Utc>, failed: bool, grace_ms: i64) -> Recorded {
+        let time = event_time.timestamp_millis();
+        let start = window_start(event_time);
+        let before = self.stream_time;
+        if before.is_some_and(|now| closes_at(start, grace_ms) <= now) {
+            self.late += 1;
+            return Recorded::Late;
+        }
+        let counts = self.by_start.entry(start).or_default();
         counts.orders += 1;
         counts.failed += u64::from(failed);
+        let now = before.map_or(time, |t| t.max(time));
+        self.stream_time = Some(now);
+        // Windows whose closing time lies in (before, now]: they were open
+        // until this event and are closed from here on.
+        let last = now - WINDOW_MS - grace_ms;
+        let closed = match before {
+            Some(before) if now > before => {
+                let first = before - WINDOW_MS - grace_ms;
+                self.by_start
+                    .range(first.saturating_add(1)..=last)
+                    .map(|(&s, &c)| (s, c))
+                    .collect()
+            }
+            Some(_) => Vec::new(),
+            None => self
+                .by_start
+                .range(..=last)
+                .map(|(&s, &c)| (s, c))
+                .collect(),
+        };
+        Recorded::Counted {
+            window: start,
+            closed,
+        }
     }
 
     /// Counts of the window starting at `start` (ms since the epoch).
@@ -43,13 +100,36 @@ impl Windows {
         self.by_start.insert(start, counts);
     }
 
-    /// Adds every window of `other` into these (windows of different partitions).
+    /// The latest event time seen (ms since the epoch), if any.
+    pub fn stream_time(&self) -> Option<i64> {
+        self.stream_time
+    }
+
+    /// Sets the stream time, as restored from a changelog.
+    pub fn set_stream_time(&mut self, time: i64) {
+        self.stream_time = Some(time);
+    }
+
+    /// How many events came after their window had closed.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Sets the late count, as restored from a changelog.
+    pub fn set_late(&mut self, late: u64) {
+        self.late = late;
+    }
+
+    /// Adds every window of `other` into these (windows of different
+    /// partitions): counts and late events add up, stream time is the later.
     pub fn merge(&mut self, other: &Windows) {
         for (&start, counts) in &other.by_start {
             let mine = self.by_start.entry(start).or_default();
             mine.orders += counts.orders;
             mine.failed += counts.failed;
         }
+        self.late += other.late;
+        self.stream_time = self.stream_time.max(other.stream_time);
     }
 
     /// Windows in event-time order, as (start in ms since the epoch, counts).
@@ -64,6 +144,11 @@ impl Windows {
     }
 }
 
+/// The stream time at which the window starting at `start` closes.
+fn closes_at(start: i64, grace_ms: i64) -> i64 {
+    start + WINDOW_MS + grace_ms
+}
+
 /// Start of the window holding `time`: floored to the minute, also before 1970.
 pub fn window_start(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis().div_euclid(WINDOW_MS) * WINDOW_MS
@@ -73,16 +158,83 @@ pub fn window_start(time: DateTime<Utc>) -> i64 {
 mod tests {
     use super::*;
 
+    const GRACE: i64 = 10_000;
+
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    fn ms(text: &str) -> i64 {
+        at(text).timestamp_millis()
+    }
+
+    #[test]
+    fn a_window_closes_once_stream_time_passes_its_end_and_grace() {
+        let mut windows = Windows::default();
+        windows.record(at("2026-01-01T00:00:30Z"), true, GRACE);
+        // Past the end, within grace: still open, and still counting.
+        let inside = windows.record(at("2026-01-01T00:01:09.999Z"), false, GRACE);
+        assert_eq!(
+            inside,
+            Recorded::Counted {
+                window: ms("2026-01-01T00:01:00Z"),
+                closed: vec![]
+            }
+        );
+        windows.record(at("2026-01-01T00:00:59Z"), false, GRACE);
+        let closing = windows.record(at("2026-01-01T00:01:10Z"), false, GRACE);
+        let final_counts = WindowCounts {
+            orders: 2,
+            failed: 1,
+        };
+        assert_eq!(
+            closing,
+            Recorded::Counted {
+                window: ms("2026-01-01T00:01:00Z"),
+                closed: vec![(ms("2026-01-01T00:00:00Z"), final_counts)]
+            }
+        );
+        // The window is closed: a straggler is late, and changes nothing.
+        assert_eq!(
+            windows.record(at("2026-01-01T00:00:01Z"), false, GRACE),
+            Recorded::Late
+        );
+        assert_eq!(windows.get(ms("2026-01-01T00:00:00Z")), final_counts);
+        assert_eq!(windows.late(), 1);
+        // An event far ahead closes every window before it, each once.
+        let Recorded::Counted { closed, .. } =
+            windows.record(at("2026-01-01T01:00:00Z"), false, GRACE)
+        else {
+            panic!("an event in an open window is counted")
+        };
+        assert_eq!(
+            closed.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![ms("2026-01-01T00:01:00Z")]
+        );
+        assert_eq!(windows.stream_time(), Some(ms("2026-01-01T01:00:00Z")));
+    }
+
+    #[test]
+    fn restored_stream_time_keeps_closed_windows_closed() {
+        let mut windows = Windows::default();
+        windows.set(ms("2026-01-01T00:00:00Z"), WindowCounts::default());
+        windows.set_stream_time(ms("2026-01-01T00:05:00Z"));
+        assert_eq!(
+            windows.record(at("2026-01-01T00:00:05Z"), false, GRACE),
+            Recorded::Late
+        );
+        assert!(matches!(
+            windows.record(at("2026-01-01T00:06:00Z"), false, GRACE),
+            Recorded::Counted { closed, .. } if closed.is_empty()
+        ));
     }
 
     #[test]
     fn counts_land_in_the_minute_of_their_event_time() {
         let mut windows = Windows::default();
-        windows.record(at("2026-01-01T00:00:59.999Z"), false);
-        windows.record(at("2026-01-01T00:00:00Z"), true);
-        windows.record(at("2026-01-01T00:01:00Z"), false);
+        windows.record(at("2026-01-01T00:00:59.999Z"), false, GRACE);
+        windows.record(at("2026-01-01T00:00:00Z"), true, GRACE);
+        windows.record(at("2026-01-01T00:01:00Z"), false, GRACE);
         let all: Vec<_> = windows.iter().collect();
         let minute = at("2026-01-01T00:00:00Z").timestamp_millis();
         assert_eq!(
@@ -109,10 +261,10 @@ mod tests {
     #[test]
     fn merging_adds_window_by_window() {
         let mut a = Windows::default();
-        a.record(at("2026-01-01T00:00:01Z"), true);
+        a.record(at("2026-01-01T00:00:01Z"), true, GRACE);
         let mut b = Windows::default();
-        b.record(at("2026-01-01T00:00:02Z"), false);
-        b.record(at("2026-01-01T00:05:00Z"), false);
+        b.record(at("2026-01-01T00:00:02Z"), false, GRACE);
+        b.record(at("2026-01-01T00:05:00Z"), false, GRACE);
         a.merge(&b);
         let minute = at("2026-01-01T00:00:00Z").timestamp_millis();
         assert_eq!(
@@ -123,6 +275,7 @@ mod tests {
             }
         );
         assert_eq!(a.iter().count(), 2);
+        assert_eq!(a.stream_time(), Some(ms("2026-01-01T00:05:00Z")));
     }
 
     #[test]

@@ -147,6 +147,26 @@ impl Admin {
         Ok(())
     }
 
+    /// Topics whose every partition has a leader: ready to be used.
+    fn topics_with_leaders(&self) -> Result<Vec<String>> {
+        let metadata = self
+            .client
+            .inner()
+            .fetch_metadata(None, self.settings.timeout)
+            .while_("fetching cluster metadata")?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .filter(|t| {
+                t.partitions()
+                    .iter()
+                    .all(|p| p.leader() >= 0 && p.error().is_none())
+            })
+            .map(|t| t.name().to_owned())
+            .collect())
+    }
+
     /// Whether `topic` exists.
     pub fn topic_exists(&self, topic: &str) -> Result<bool> {
         match self.partitions(topic) {
@@ -191,7 +211,7 @@ impl Admin {
             .create_topics(new.iter(), &self.options())
             .await
             .while_("creating topics")?;
-        results
+        let outcome = results
             .into_iter()
             .map(|result| match result {
                 Ok(name) => Ok((name, true)),
@@ -201,7 +221,27 @@ impl Admin {
                     cause: KafkaError::AdminOp(code),
                 }),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // The controller has the topics now; the brokers' metadata follows a
+        // moment later. Wait for it, so that whoever runs next finds them.
+        let deadline = Instant::now() + self.settings.timeout;
+        loop {
+            let ready = self.topics_with_leaders()?;
+            let missing: Vec<&str> = specs
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|name| !ready.iter().any(|r| r == name))
+                .collect();
+            if missing.is_empty() {
+                return Ok(outcome);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Config(format!(
+                    "created topics {missing:?} did not appear in time"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Deletes topics (missing ones are fine) and waits until the cluster's

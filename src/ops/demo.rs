@@ -31,6 +31,7 @@ use crate::services::produce::{self, ProduceOptions};
 pub struct DemoOptions {
     pub orders_topic: String,
     pub inventory_topic: String,
+    pub metrics_topic: String,
     pub inventory_group: String,
     pub analytics_group: String,
     pub partitions: i32,
@@ -159,6 +160,7 @@ async fn fresh_topics(admin: &Admin, options: &DemoOptions) -> Result<()> {
     let names = [
         options.orders_topic.as_str(),
         options.inventory_topic.as_str(),
+        options.metrics_topic.as_str(),
     ];
     // The services' own topics go too: stock lives in the changelog.
     let internal = [
@@ -389,12 +391,14 @@ impl Pipeline {
 fn analytics_options(options: &DemoOptions, throttle: Duration) -> AnalyticsOptions {
     AnalyticsOptions {
         inventory_topic: options.inventory_topic.clone(),
+        metrics_topic: options.metrics_topic.clone(),
         group: options.analytics_group.clone(),
         guarantee: Guarantee::ExactlyOnce,
         instance_id: "demo".into(),
         exit_at_end: false,
         throttle,
         commit_interval: Duration::from_millis(100),
+        grace: analytics::DEFAULT_GRACE,
     }
 }
 

@@ -9,6 +9,13 @@
 //! byte-identical to an uninterrupted run's. A replay (`orderflow replay`)
 //! moves the offsets; the engine then starts the counts afresh from there.
 //!
+//! Each partition's windows close as its stream time (latest event time)
+//! passes their end plus the grace period (`--grace-ms`). A closed window is
+//! published to OrderMetrics as a `WindowClosed` event, in the same
+//! transaction, so downstream users see each window once per partition; an
+//! event for a window already closed is counted in the report's
+//! `late_events`. Stream time and the late count are in the changelog too.
+//!
 //! An event that is not a valid `InventoryChecked` is dead-lettered to
 //! `<inventory-topic>.DLQ` and counted in the report's `malformed_events`.
 
@@ -18,17 +25,19 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
-use crate::domain::events::InventoryChecked;
+use crate::domain::events::{InventoryChecked, WindowClosed};
 use crate::domain::report::Report;
-use crate::domain::windows::{window_start, WindowCounts, Windows};
+use crate::domain::windows::{Recorded, WindowCounts, Windows};
 use crate::error::{Error, Result};
-use crate::kafka::admin::Admin;
+use crate::kafka::admin::{Admin, TopicSpec};
 use crate::kafka::engine::{self, EngineOptions, Guarantee};
 use crate::kafka::task::{OutRecord, Poison, Task, Versioned};
 
 #[derive(Debug, Clone)]
 pub struct AnalyticsOptions {
     pub inventory_topic: String,
+    /// Where closed windows are published.
+    pub metrics_topic: String,
     pub group: String,
     pub guarantee: Guarantee,
     /// Distinguishes instances of one group (their transactional ids).
@@ -39,7 +48,12 @@ pub struct AnalyticsOptions {
     pub throttle: Duration,
     /// How long a batch (transaction) collects events before it commits.
     pub commit_interval: Duration,
+    /// How long past its end (in stream time) a window still takes events.
+    pub grace: Duration,
 }
+
+/// The grace period `orderflow analytics` uses unless told otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// The compacted topic holding the window counts of `group`.
 pub fn windows_changelog(group: &str) -> String {
@@ -48,6 +62,10 @@ pub fn windows_changelog(group: &str) -> String {
 
 /// Changelog key of a partition's count of dead-lettered events.
 const MALFORMED_KEY: &[u8] = b"malformed";
+/// Changelog key of a partition's stream time (ms since the epoch).
+const STREAM_TIME_KEY: &[u8] = b"stream-time";
+/// Changelog key of a partition's count of late events.
+const LATE_KEY: &[u8] = b"late";
 
 /// Runs until `shutdown` fires or, with `exit_at_end`, until caught up; then
 /// returns the report of the committed counts of its partitions.
@@ -57,10 +75,20 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<Report> {
     let admin = Admin::connect(settings)?;
-    admin.partitions(&options.inventory_topic)?;
+    let partitions = admin.partitions(&options.inventory_topic)?.len() as i32;
     let changelog = windows_changelog(&options.group);
     admin
         .ensure_internal_topics(&options.inventory_topic, Some(&changelog))
+        .await?;
+    // OrderMetrics is normally made by `orderflow topics`; made here like the
+    // input topic when it is missing, so that analytics alone is enough.
+    let replication = admin.replication_factor(&options.inventory_topic)?;
+    admin
+        .create_topics(&[TopicSpec::new(
+            options.metrics_topic.clone(),
+            partitions,
+            replication,
+        )])
         .await?;
 
     let engine_options = EngineOptions {
@@ -74,6 +102,8 @@ pub async fn run(
     };
     let mut task = AnalyticsTask {
         changelog,
+        metrics_topic: options.metrics_topic.clone(),
+        grace_ms: i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX / 2),
         throttle: options.throttle,
         state: Versioned::default(),
     };
@@ -95,6 +125,8 @@ struct AnalyticsState {
 
 struct AnalyticsTask {
     changelog: String,
+    metrics_topic: String,
+    grace_ms: i64,
     throttle: Duration,
     state: Versioned<AnalyticsState>,
 }
@@ -110,12 +142,29 @@ impl AnalyticsTask {
         Report::from_windows(&all, state.malformed.values().sum())
     }
 
-    fn changelog_record(&self, partition: i32, key: Vec<u8>, payload: Vec<u8>) -> OutRecord {
+    fn changelog_record(
+        &self,
+        partition: i32,
+        key: &[u8],
+        value: impl serde::Serialize,
+    ) -> OutRecord {
         OutRecord {
             topic: self.changelog.clone(),
             partition: Some(partition),
-            key,
-            payload,
+            key: key.to_vec(),
+            payload: serde_json::to_vec(&value).expect("state serializes"),
+        }
+    }
+
+    /// The OrderMetrics record of a window that closed in `partition`.
+    fn window_closed(&self, partition: i32, start: i64, counts: WindowCounts) -> OutRecord {
+        let start = chrono::DateTime::from_timestamp_millis(start).expect("window start in range");
+        let event = WindowClosed::new(start, partition, counts.orders, counts.failed);
+        OutRecord {
+            topic: self.metrics_topic.clone(),
+            partition: None,
+            key: event.key().into_bytes(),
+            payload: event.encode(),
         }
     }
 }
@@ -129,24 +178,43 @@ impl Task for AnalyticsTask {
     }
 
     fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]) {
-        if key == MALFORMED_KEY {
-            let count = serde_json::from_slice::<u64>(value).unwrap_or_default();
-            self.state.both_mut(|s| {
-                s.malformed.insert(partition, count);
-            });
-            return;
-        }
-        let start = std::str::from_utf8(key)
-            .ok()
-            .and_then(|k| k.parse::<i64>().ok());
-        let counts = serde_json::from_slice::<WindowCounts>(value).ok();
-        let (Some(start), Some(counts)) = (start, counts) else {
-            tracing::warn!(partition, "ignoring an unreadable windows changelog record");
-            return;
+        let number = serde_json::from_slice::<i64>(value).ok();
+        let restored = match key {
+            MALFORMED_KEY => number.map(|n| {
+                self.state.both_mut(|s| {
+                    s.malformed.insert(partition, n as u64);
+                })
+            }),
+            STREAM_TIME_KEY => number.map(|time| {
+                self.state.both_mut(|s| {
+                    s.windows
+                        .entry(partition)
+                        .or_default()
+                        .set_stream_time(time)
+                })
+            }),
+            LATE_KEY => number.map(|late| {
+                self.state.both_mut(|s| {
+                    s.windows
+                        .entry(partition)
+                        .or_default()
+                        .set_late(late as u64)
+                })
+            }),
+            window => {
+                let start = std::str::from_utf8(window)
+                    .ok()
+                    .and_then(|k| k.parse::<i64>().ok());
+                let counts = serde_json::from_slice::<WindowCounts>(value).ok();
+                start.zip(counts).map(|(start, counts)| {
+                    self.state
+                        .both_mut(|s| s.windows.entry(partition).or_default().set(start, counts))
+                })
+            }
         };
-        self.state.both_mut(|s| {
-            s.windows.entry(partition).or_default().set(start, counts);
-        });
+        if restored.is_none() {
+            tracing::warn!(partition, "ignoring an unreadable windows changelog record");
+        }
     }
 
     fn revoked(&mut self, partition: i32) {
@@ -169,11 +237,23 @@ impl Task for AnalyticsTask {
             .windows
             .entry(partition)
             .or_default();
-        windows.record(event.event_time, event.failed());
-        let start = window_start(event.event_time);
-        let counts = windows.get(start);
-        let payload = serde_json::to_vec(&counts).expect("counts serialize");
-        out.push(self.changelog_record(partition, start.to_string().into_bytes(), payload));
+        match windows.record(event.event_time, event.failed(), self.grace_ms) {
+            Recorded::Late => {
+                tracing::debug!(partition, order_id = %event.order_id, "late event");
+                let late = windows.late();
+                out.push(self.changelog_record(partition, LATE_KEY, late));
+            }
+            Recorded::Counted { window, closed } => {
+                let counts = windows.get(window);
+                let stream_time = windows.stream_time().unwrap_or(window);
+                let key = window.to_string();
+                out.push(self.changelog_record(partition, key.as_bytes(), counts));
+                out.push(self.changelog_record(partition, STREAM_TIME_KEY, stream_time));
+                for (start, counts) in closed {
+                    out.push(self.window_closed(partition, start, counts));
+                }
+            }
+        }
         if !self.throttle.is_zero() {
             std::thread::sleep(self.throttle);
         }
@@ -188,8 +268,8 @@ impl Task for AnalyticsTask {
             .entry(partition)
             .or_default();
         *count += 1;
-        let payload = count.to_string().into_bytes();
-        out.push(self.changelog_record(partition, MALFORMED_KEY.to_vec(), payload));
+        let count = *count;
+        out.push(self.changelog_record(partition, MALFORMED_KEY, count));
     }
 
     fn commit(&mut self) {

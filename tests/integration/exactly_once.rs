@@ -77,7 +77,7 @@ fn inventory_killed_three_times_answers_every_order_exactly_once() {
         assert!(!killed.status.success());
         progress = committed_total(&names.inventory_group);
     }
-    let produced = crate::common::wait_with_limit(producer, Duration::from_secs(120));
+    let produced = producer.wait(Duration::from_secs(120));
     assert!(
         produced.status.success(),
         "{}",
@@ -158,12 +158,15 @@ fn analytics_killed_mid_run_reports_byte_identically() {
     let uninterrupted = names.analytics_json(dir.path(), "uninterrupted.json");
 
     let group = crate::common::unique("eos-ana-killed");
+    let metrics = crate::common::unique("eos-ana-killed-metrics");
     let report = dir.path().join("restarted.json");
     let args = |extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = [
             "analytics",
             "--inventory-topic",
             &names.inventory,
+            "--metrics-topic",
+            &metrics,
             "--group",
             &group,
             "--instance-id",
@@ -198,4 +201,18 @@ fn analytics_killed_mid_run_reports_byte_identically() {
         restarted, uninterrupted,
         "the restarted report is byte-identical"
     );
+
+    // The closed windows published to OrderMetrics: the same records, each
+    // once, from the killed-and-restarted run as from the uninterrupted one.
+    let published = |topic: &str| {
+        let mut lines: Vec<String> = read_all(topic, "read_committed", &[])
+            .into_iter()
+            .map(|line| line.split_once('\t').unwrap().1.to_owned())
+            .collect();
+        lines.sort();
+        lines
+    };
+    let expected = published(&names.metrics);
+    assert!(expected.len() > 3, "windows closed: {expected:?}");
+    assert_eq!(published(&metrics), expected);
 }

@@ -11,3 +11,5 @@ mod exactly_once;
 mod lag;
 mod pipeline;
 mod replay;
+mod resilience;
+mod windows;

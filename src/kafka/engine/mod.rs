@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -136,6 +136,8 @@ struct Core<'a, T: Task> {
     /// Counts of the open batch, added to `stats` when it commits.
     pending: EngineStats,
     stats: EngineStats,
+    /// When the producer was last replaced after being fenced.
+    renewals: Vec<Instant>,
 }
 
 impl<'a, T: Task> Core<'a, T> {
@@ -151,6 +153,10 @@ impl<'a, T: Task> Core<'a, T> {
                 ("enable.auto.commit", "false"),
                 ("auto.offset.reset", "earliest"),
                 ("enable.partition.eof", "true"),
+                // A dead instance's partitions move to a live one after 10 s
+                // without heartbeats, not librdkafka's 45 s.
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "3000"),
                 // Never read the outputs of aborted transactions upstream; and
                 // fetch committed offsets only once no transaction holding
                 // offsets for them is pending (KIP-447's require_stable).
@@ -158,30 +164,7 @@ impl<'a, T: Task> Core<'a, T> {
             ])
             .create_with_context(GroupEvents::default())
             .while_("creating the consumer")?;
-        let mut producer_config: Vec<(&str, &str)> = vec![
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("allow.auto.create.topics", "false"),
-        ];
-        if options.guarantee == Guarantee::ExactlyOnce {
-            producer_config.extend([
-                ("transactional.id", options.transactional_id.as_str()),
-                // An instance that dies and never comes back blocks
-                // read_committed readers of its open transaction until the
-                // coordinator aborts it: after 30 s rather than a minute. A
-                // restart with the same transactional.id aborts it at once.
-                ("transaction.timeout.ms", "30000"),
-                // librdkafka requires deliveries to give up within that time.
-                ("message.timeout.ms", "30000"),
-            ]);
-        } else {
-            // As for the plain producer: a lost cluster is an error in a minute.
-            producer_config.push(("message.timeout.ms", "60000"));
-        }
-        let producer: ThreadedProducer<Deliveries> = settings
-            .client_config(&producer_config)
-            .create_with_context(Deliveries::default())
-            .while_("creating the producer")?;
+        let producer = create_producer(settings, options)?;
         // librdkafka's consumer API wants a group id even for assign(); this
         // one never joins its group (no subscribe) and never commits.
         let restore_group = format!("{}.restore", options.group);
@@ -210,6 +193,7 @@ impl<'a, T: Task> Core<'a, T> {
             batch_started: None,
             pending: EngineStats::default(),
             stats: EngineStats::default(),
+            renewals: Vec::new(),
         };
         Ok((consumer, core))
     }
@@ -222,9 +206,9 @@ impl<'a, T: Task> Core<'a, T> {
         if self.exactly_once() {
             // Fences any earlier producer with our transactional.id and aborts
             // what it left open.
-            self.producer
-                .init_transactions(self.settings.timeout)
-                .while_("initialising transactions")?;
+            retrying("initialising transactions", || {
+                self.producer.init_transactions(self.settings.timeout)
+            })?;
         }
         let topic = self.options.input_topic.clone();
         consumer
@@ -238,14 +222,20 @@ impl<'a, T: Task> Core<'a, T> {
             // A rebalance callback may have run inside that poll; the record it
             // returned, if any, belongs to the new assignment.
             self.handle_rebalances(consumer)?;
-            match polled {
-                None => {}
-                Some(Ok(message)) => self.process(&message)?,
+            let handled = match polled {
+                None => Ok(()),
+                Some(Ok(message)) => self.process(&message),
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    self.reached_end(consumer, partition)?;
+                    self.reached_end(consumer, partition)
                 }
                 // librdkafka retries what can be retried; report and go on.
-                Some(Err(error)) => tracing::warn!(%error, "consumer error"),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "consumer error");
+                    Ok(())
+                }
+            };
+            if let Err(error) = handled {
+                self.recover(consumer, error)?;
             }
             if self
                 .batch_started
@@ -342,9 +332,11 @@ impl<'a, T: Task> Core<'a, T> {
     fn committed_offset(&self, consumer: &GroupConsumer, partition: i32) -> Result<Option<i64>> {
         let mut list = TopicPartitionList::new();
         list.add_partition(&self.options.input_topic, partition);
-        let found = consumer
-            .committed_offsets(list, self.settings.timeout)
-            .while_("fetching the committed offset")?;
+        // Unstable while a transaction holding offsets for the partition is
+        // open, e.g. one of a killed instance: wait for it to end.
+        let found = retrying("fetching the committed offset", || {
+            consumer.committed_offsets(list.clone(), self.settings.timeout)
+        })?;
         Ok(found.elements().first().and_then(|e| match e.offset() {
             Offset::Offset(n) => Some(n),
             _ => None,
@@ -517,12 +509,43 @@ impl<'a, T: Task> Core<'a, T> {
                 self.batch_started = None;
                 Ok(())
             }
-            Err(error) if self.exactly_once() && requires_abort(&error) => {
-                tracing::warn!(%error, "transaction failed; aborting and processing the batch again");
-                self.abort_batch(consumer)
-            }
-            Err(error) => Err(error),
+            Err(error) => self.recover(consumer, error),
         }
+    }
+
+    /// Survives a failed batch, exactly-once: a broker restart, a
+    /// coordinator moving, a delivery timing out are all survived by aborting
+    /// and doing the batch again. At-least-once has no transaction to abort:
+    /// the error ends the run (a restart repeats the uncommitted batch).
+    fn recover(&mut self, consumer: &GroupConsumer, error: Error) -> Result<()> {
+        if !self.exactly_once() {
+            return Err(error);
+        }
+        tracing::warn!(%error, "the batch failed; aborting it and processing it again");
+        self.abort_batch(consumer)
+    }
+
+    /// Replaces a fenced producer. The coordinator fences a producer whose
+    /// transaction outlived `transaction.timeout.ms` (a long outage) by
+    /// bumping its epoch; a new producer with the same transactional id
+    /// carries on. Fenced again and again means another process runs with
+    /// the same transactional id: that is an error, not a fight.
+    fn renew_producer(&mut self, fenced: Error) -> Result<()> {
+        const WINDOW: Duration = Duration::from_secs(120);
+        self.renewals.retain(|t| t.elapsed() < WINDOW);
+        if self.renewals.len() >= 3 {
+            return Err(Error::Config(format!(
+                "fenced repeatedly ({fenced}): is another instance running with transactional id {}? \
+                 give each instance its own --instance-id",
+                self.options.transactional_id
+            )));
+        }
+        self.renewals.push(Instant::now());
+        tracing::warn!(error = %fenced, "the producer was fenced; starting a new one");
+        self.producer = create_producer(self.settings, self.options)?;
+        retrying("initialising transactions", || {
+            self.producer.init_transactions(self.settings.timeout)
+        })
     }
 
     fn commit_transaction(&self, consumer: &GroupConsumer) -> Result<()> {
@@ -530,13 +553,21 @@ impl<'a, T: Task> Core<'a, T> {
             let metadata = consumer
                 .group_metadata()
                 .ok_or_else(|| Error::Config("the consumer has no group metadata".into()))?;
-            self.producer
-                .send_offsets_to_transaction(&self.offsets()?, &metadata, self.settings.timeout)
-                .while_("adding the input offsets to the transaction")?;
+            let offsets = self.offsets()?;
+            retrying("adding the input offsets to the transaction", || {
+                self.producer.send_offsets_to_transaction(
+                    &offsets,
+                    &metadata,
+                    self.settings.timeout,
+                )
+            })?;
         }
-        self.producer
-            .commit_transaction(self.settings.timeout)
-            .while_("committing the transaction")
+        // A commit that times out goes on in the background; calling again
+        // resumes it (aborting instead would conflict with it). An error that
+        // needs an abort is not retriable and ends up in `commit`'s abort.
+        retrying("committing the transaction", || {
+            self.producer.commit_transaction(self.settings.timeout)
+        })
     }
 
     fn flush_then_commit(&self, consumer: &GroupConsumer) -> Result<()> {
@@ -556,9 +587,15 @@ impl<'a, T: Task> Core<'a, T> {
     /// and rewinds every assigned partition to its committed offset.
     fn abort_batch(&mut self, consumer: &GroupConsumer) -> Result<()> {
         if self.exactly_once() {
-            self.producer
-                .abort_transaction(self.settings.timeout)
-                .while_("aborting the transaction")?;
+            let aborted = retrying("aborting the transaction", || {
+                self.producer.abort_transaction(self.settings.timeout)
+            });
+            match aborted {
+                Ok(()) => {}
+                // Fenced: its transaction is aborted already, by the broker.
+                Err(error) if is_fatal(&error) => self.renew_producer(error)?,
+                Err(error) => return Err(error),
+            }
         }
         self.task.rollback();
         self.stats.aborts += 1;
@@ -600,14 +637,91 @@ impl<'a, T: Task> Core<'a, T> {
     }
 }
 
-/// Whether a failed commit leaves the transaction abortable (rather than the
-/// producer unusable).
-fn requires_abort(error: &Error) -> bool {
+/// The engine's producer: idempotent, and transactional for exactly-once.
+fn create_producer(
+    settings: &KafkaSettings,
+    options: &EngineOptions,
+) -> Result<ThreadedProducer<Deliveries>> {
+    let mut producer_config: Vec<(&str, &str)> = vec![
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("allow.auto.create.topics", "false"),
+    ];
+    if options.guarantee == Guarantee::ExactlyOnce {
+        producer_config.extend([
+            ("transactional.id", options.transactional_id.as_str()),
+            // As Kafka Streams does for exactly-once: an instance that dies
+            // and never comes back blocks read_committed readers (and the
+            // instance taking over its partitions) until the coordinator
+            // aborts its open transaction: after 10 s, not a minute. A
+            // restart with the same transactional.id aborts it at once.
+            ("transaction.timeout.ms", "10000"),
+            // librdkafka requires deliveries to give up within that time;
+            // a failed delivery aborts the batch, which is then redone.
+            ("message.timeout.ms", "10000"),
+        ]);
+    } else {
+        // As for the plain producer: a lost cluster is an error in a minute.
+        producer_config.push(("message.timeout.ms", "60000"));
+    }
+    settings
+        .client_config(&producer_config)
+        .create_with_context(Deliveries::default())
+        .while_("creating the producer")
+}
+
+/// How long a call Kafka calls retriable is retried: past a transaction
+/// timeout, a coordinator's failover, and a broker restart.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Runs `call` until it succeeds, fails for good, or has been retried for
+/// `RETRY_FOR`.
+fn retrying<R>(action: &str, mut call: impl FnMut() -> KafkaResult<R>) -> Result<R> {
+    let started = Instant::now();
+    loop {
+        match call() {
+            Ok(result) => return Ok(result),
+            Err(error) if retriable(&error) && started.elapsed() < RETRY_FOR => {
+                tracing::warn!(%error, "{action}: retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(error) => return Err(error).while_(action),
+        }
+    }
+}
+
+/// Errors that say "not now" rather than "no".
+fn retriable(error: &KafkaError) -> bool {
+    if let KafkaError::Transaction(e) = error {
+        // A transaction that needs an abort is not retried, however
+        // retriable the cause. A timed-out commit or abort is: librdkafka
+        // documents it as "call again to resume".
+        return !e.txn_requires_abort()
+            && !e.is_fatal()
+            && (e.is_retriable() || e.code() == RDKafkaErrorCode::OperationTimedOut);
+    }
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::UnstableOffsetCommit
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
+/// Whether an error leaves the producer unusable.
+fn is_fatal(error: &Error) -> bool {
     match error {
         Error::Kafka {
             cause: KafkaError::Transaction(e),
             ..
-        } => e.txn_requires_abort(),
+        } => e.is_fatal(),
         _ => false,
     }
 }

@@ -1,6 +1,10 @@
 //! Helpers for tests against the real local broker (`scripts/kafka up`):
 //! unique topic and group names per test, running the `orderflow` binary, and
 //! running Kafka's own CLI tools as the independent judge of what it wrote.
+//!
+//! A [`Cluster`] names the brokers both run against: the shared one most tests
+//! use, or a [`LocalKafka`] a test starts on ports of its own (to stop or kill
+//! brokers without disturbing the tests running beside it).
 
 #![allow(dead_code)] // each test module uses its own share of these
 
@@ -12,8 +16,9 @@ use std::time::{Duration, Instant};
 
 /// Longest any one command may take before the test fails (not a timing
 /// assertion: a guard against hanging forever).
-pub const COMMAND_LIMIT: Duration = Duration::from_secs(180);
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(240);
 
+/// The shared test broker's address.
 pub fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -32,37 +37,292 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// The topics and groups of one test.
+/// Brokers to run orderflow and Kafka's tools against.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub brokers: String,
+}
+
+impl Cluster {
+    pub fn shared() -> Self {
+        Self { brokers: brokers() }
+    }
+
+    /// The `orderflow` binary built for these tests, talking to this cluster.
+    pub fn orderflow_command(&self, args: &[&str]) -> Command {
+        orderflow_at(&self.brokers, args)
+    }
+
+    /// Runs orderflow; the test fails unless it exits 0. Returns stdout.
+    pub fn orderflow_ok(&self, args: &[&str]) -> String {
+        let output = run(self.orderflow_command(args));
+        assert!(
+            output.status.success(),
+            "orderflow {args:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Starts a long-running orderflow service (stop it with `signal`).
+    pub fn spawn_service(&self, args: &[&str]) -> Service {
+        let mut command = self.orderflow_command(args);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Service(Some(command.spawn().expect("orderflow starts")))
+    }
+
+    /// Runs one of Kafka's own CLI tools through scripts/kafka; returns stdout.
+    pub fn kafka_tool(&self, tool: &str, args: &[&str], input: Option<&str>) -> String {
+        let mut command = Command::new(kafka_script());
+        command
+            .arg(tool)
+            .args(args)
+            .arg("--bootstrap-server")
+            .arg(&self.brokers);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = command.spawn().expect("scripts/kafka starts");
+        if let Some(input) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        let output = wait_with_limit(child, COMMAND_LIMIT);
+        assert!(
+            output.status.success(),
+            "{tool} {args:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Every message of `topic` with the given isolation level, as lines
+    /// "partition\tkey\tvalue", until none has arrived for 10 s; `extra` adds
+    /// console-consumer properties.
+    pub fn read_all(&self, topic: &str, isolation: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "--topic",
+            topic,
+            "--from-beginning",
+            // Stop once no message has arrived for this long: all were read.
+            "--timeout-ms",
+            "10000",
+            "--isolation-level",
+            isolation,
+            "--property",
+            "print.partition=true",
+            "--property",
+            "print.key=true",
+            "--property",
+            "key.separator=\t",
+        ];
+        for property in extra {
+            args.extend(["--property", property]);
+        }
+        let out = self.kafka_tool("kafka-console-consumer", &args, None);
+        out.lines()
+            .map(|l| l.strip_prefix("Partition:").unwrap_or(l).to_owned())
+            .collect()
+    }
+
+    /// Every committed message of `topic`; exactly `expected` of them, or the
+    /// test fails.
+    pub fn read_topic(&self, topic: &str, expected: usize) -> Vec<String> {
+        let lines = self.read_all(topic, "read_committed", &[]);
+        assert_eq!(lines.len(), expected, "messages read back from {topic}");
+        lines
+    }
+
+    /// What kafka-consumer-groups says of `group`, by topic and partition.
+    pub fn describe_group(&self, group: &str) -> Vec<GroupRow> {
+        let out = self.kafka_tool(
+            "kafka-consumer-groups",
+            &["--describe", "--group", group],
+            None,
+        );
+        let number = |s: &str| {
+            if s == "-" {
+                None
+            } else {
+                Some(s.parse::<i64>().unwrap())
+            }
+        };
+        let mut rows: Vec<GroupRow> = out
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|cols| cols.len() >= 6 && cols[0] == group)
+            .map(|cols| GroupRow {
+                topic: cols[1].to_owned(),
+                partition: cols[2].parse().unwrap(),
+                current: number(cols[3]),
+                log_end: cols[4].parse().unwrap(),
+                lag: number(cols[5]),
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        rows
+    }
+
+    /// Whether `group` has committed up to the log end of every partition.
+    /// (On a transactional topic the log end counts transaction markers too,
+    /// so message counts and offsets differ.)
+    pub fn caught_up(&self, group: &str) -> bool {
+        let rows = self.describe_group(group);
+        !rows.is_empty() && rows.iter().all(|r| r.current == Some(r.log_end))
+    }
+
+    /// Sum of a group's committed offsets.
+    pub fn committed_total(&self, group: &str) -> i64 {
+        self.describe_group(group)
+            .iter()
+            .filter_map(|r| r.current)
+            .sum()
+    }
+}
+
+/// A running orderflow process. Dropped without `signal` (a test failed
+/// midway), it is killed and its stderr printed, to explain the failure.
+pub struct Service(Option<Child>);
+
+impl Service {
+    /// Waits for the service to exit by itself (within `limit`).
+    pub fn wait(self, limit: Duration) -> Output {
+        wait_with_limit(self.take(), limit)
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().expect("running")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        let _ = child.kill();
+        let Ok(output) = child.wait_with_output() else {
+            return;
+        };
+        // The whole log goes to a file; the end of it to the test's output.
+        let saved = save_log(&output.stderr);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("brokers are down") && !l.contains("Connect to"))
+            .rev()
+            .take(40)
+            .collect();
+        eprintln!("--- an abandoned service's stderr ({saved}), last lines ---");
+        for line in tail.iter().rev() {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// A Kafka of a test's own, on its own ports, stopped when dropped.
+pub struct LocalKafka {
+    port: u16,
+    pub cluster: Cluster,
+}
+
+impl LocalKafka {
+    /// Starts `nodes` fresh nodes from `port` (node i on port + 2(i-1)).
+    pub fn up(port: u16, nodes: u32) -> Self {
+        let kafka = Self {
+            port,
+            cluster: Cluster {
+                brokers: (0..nodes)
+                    .map(|i| format!("127.0.0.1:{}", port as u32 + 2 * i))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+        };
+        kafka.script(&["up", "--nodes", &nodes.to_string()]);
+        kafka
+    }
+
+    /// Runs scripts/kafka for this cluster; fails the test unless it succeeds.
+    pub fn script(&self, args: &[&str]) {
+        let mut command = Command::new(kafka_script());
+        command.args(args).env("KAFKA_PORT", self.port.to_string());
+        let output = run(command);
+        assert!(
+            output.status.success(),
+            "scripts/kafka {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for LocalKafka {
+    fn drop(&mut self) {
+        let _ = Command::new(kafka_script())
+            .arg("down")
+            .env("KAFKA_PORT", self.port.to_string())
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// The topics and groups of one test, on one cluster.
+#[derive(Debug, Clone)]
 pub struct Names {
+    pub cluster: Cluster,
     pub orders: String,
     pub inventory: String,
+    /// Where analytics publishes closed windows.
+    pub metrics: String,
     pub inventory_group: String,
     pub analytics_group: String,
 }
 
 impl Names {
     pub fn new(test: &str) -> Self {
+        Self::on(Cluster::shared(), test)
+    }
+
+    pub fn on(cluster: Cluster, test: &str) -> Self {
         Self {
+            cluster,
             orders: unique(&format!("{test}-orders")),
             inventory: unique(&format!("{test}-inventory")),
+            metrics: unique(&format!("{test}-metrics")),
             inventory_group: unique(&format!("{test}-inv")),
             analytics_group: unique(&format!("{test}-ana")),
         }
     }
 
-    /// Creates both topics with `orderflow topics`.
+    /// Creates the pipeline's topics with `orderflow topics`.
     pub fn create_topics(&self) {
-        orderflow_ok(&[
+        self.create_topics_with(&[]);
+    }
+
+    pub fn create_topics_with(&self, extra: &[&str]) {
+        let mut args = vec![
             "topics",
             "--orders-topic",
             &self.orders,
             "--inventory-topic",
             &self.inventory,
-        ]);
+            "--metrics-topic",
+            &self.metrics,
+        ];
+        args.extend(extra);
+        self.cluster.orderflow_ok(&args);
     }
 
     pub fn produce(&self, count: u64, seed: u64) -> String {
-        orderflow_ok(&[
+        self.cluster.orderflow_ok(&[
             "produce",
             "--orders-topic",
             &self.orders,
@@ -73,9 +333,9 @@ impl Names {
         ])
     }
 
-    /// Runs inventory as a batch job; returns its summary line.
-    pub fn inventory(&self) -> String {
-        orderflow_ok(&[
+    /// The arguments of an inventory service for this test.
+    pub fn inventory_args(&self) -> Vec<&str> {
+        vec![
             "inventory",
             "--orders-topic",
             &self.orders,
@@ -83,30 +343,46 @@ impl Names {
             &self.inventory,
             "--group",
             &self.inventory_group,
-            "--exit-at-end",
-        ])
+        ]
+    }
+
+    /// The arguments of an analytics service for this test.
+    pub fn analytics_args(&self) -> Vec<&str> {
+        vec![
+            "analytics",
+            "--inventory-topic",
+            &self.inventory,
+            "--metrics-topic",
+            &self.metrics,
+            "--group",
+            &self.analytics_group,
+        ]
+    }
+
+    /// Runs inventory as a batch job; returns its summary line.
+    pub fn inventory(&self) -> String {
+        let mut args = self.inventory_args();
+        args.push("--exit-at-end");
+        self.cluster.orderflow_ok(&args)
     }
 
     /// Runs analytics as a batch job; returns the JSON report's bytes.
     pub fn analytics_json(&self, dir: &Path, name: &str) -> Vec<u8> {
         let path = dir.join(name);
-        orderflow_ok(&[
-            "analytics",
-            "--inventory-topic",
-            &self.inventory,
-            "--group",
-            &self.analytics_group,
+        let mut args = self.analytics_args();
+        args.extend([
             "--exit-at-end",
             "--format",
             "json",
             "--report",
             path.to_str().unwrap(),
         ]);
+        self.cluster.orderflow_ok(&args);
         std::fs::read(path).unwrap()
     }
 }
 
-/// The `orderflow` binary built for these tests, talking to the test broker.
+/// The `orderflow` binary built for these tests, talking to the shared broker.
 pub fn orderflow_command(args: &[&str]) -> Command {
     orderflow_at(&brokers(), args)
 }
@@ -122,16 +398,40 @@ pub fn orderflow_at(brokers: &str, args: &[&str]) -> Command {
     command
 }
 
-/// Runs orderflow; the test fails unless it exits 0. Returns stdout.
 pub fn orderflow_ok(args: &[&str]) -> String {
-    let output = run(orderflow_command(args));
-    assert!(
-        output.status.success(),
-        "orderflow {args:?} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    Cluster::shared().orderflow_ok(args)
+}
+
+pub fn spawn_service(args: &[&str]) -> Service {
+    Cluster::shared().spawn_service(args)
+}
+
+pub fn kafka_tool(tool: &str, args: &[&str]) -> String {
+    Cluster::shared().kafka_tool(tool, args, None)
+}
+
+pub fn kafka_tool_with_input(tool: &str, args: &[&str], input: Option<&str>) -> String {
+    Cluster::shared().kafka_tool(tool, args, input)
+}
+
+pub fn read_topic(topic: &str, expected: usize) -> Vec<String> {
+    Cluster::shared().read_topic(topic, expected)
+}
+
+pub fn read_all(topic: &str, isolation: &str, extra: &[&str]) -> Vec<String> {
+    Cluster::shared().read_all(topic, isolation, extra)
+}
+
+pub fn describe_group(group: &str) -> Vec<GroupRow> {
+    Cluster::shared().describe_group(group)
+}
+
+pub fn caught_up(group: &str) -> bool {
+    Cluster::shared().caught_up(group)
+}
+
+pub fn committed_total(group: &str) -> i64 {
+    Cluster::shared().committed_total(group)
 }
 
 /// Runs a command with no input, failing the test if it outlives COMMAND_LIMIT.
@@ -175,124 +475,45 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
     }
 }
 
-/// Starts a long-running orderflow service (stop it with `signal`).
-pub fn spawn_service(args: &[&str]) -> Child {
-    let mut command = orderflow_command(args);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command.spawn().expect("orderflow starts")
-}
-
-/// Sends a signal ("INT", "TERM") to a child and waits for it to exit.
-pub fn signal(child: Child, name: &str) -> Output {
+/// Sends a signal ("INT", "TERM", "KILL") to a child and waits for it to exit.
+pub fn signal(service: Service, name: &str) -> Output {
+    let child = service.take();
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -{name} failed");
-    wait_with_limit(child, Duration::from_secs(60))
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    save_log(&output.stderr);
+    output
 }
 
-/// Polls `condition` every half second; fails the test after two minutes.
+/// Keeps a service's stderr under target/tmp/service-logs, for the story
+/// behind a failed assertion; returns where.
+fn save_log(stderr: &[u8]) -> String {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("service-logs");
+    let path = dir.join(format!("{}.log", unique("service")));
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, stderr)) {
+        Ok(()) => path.display().to_string(),
+        Err(e) => format!("not saved: {e}"),
+    }
+}
+
+/// Polls `condition` every half second; fails the test after three minutes.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(180),
             "timed out waiting until {what}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-/// Whether kafka-consumer-groups shows `group` committed up to the log end of
-/// every partition. (On a transactional topic the log end counts transaction
-/// markers too, so message counts and offsets differ.)
-pub fn caught_up(group: &str) -> bool {
-    let rows = describe_group(group);
-    !rows.is_empty() && rows.iter().all(|r| r.current == Some(r.log_end))
-}
-
-/// Sum of a group's committed offsets, as kafka-consumer-groups reports them.
-pub fn committed_total(group: &str) -> i64 {
-    describe_group(group).iter().filter_map(|r| r.current).sum()
-}
-
 fn kafka_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka")
-}
-
-/// Runs one of Kafka's own CLI tools through scripts/kafka; returns stdout.
-pub fn kafka_tool(tool: &str, args: &[&str]) -> String {
-    kafka_tool_with_input(tool, args, None)
-}
-
-pub fn kafka_tool_with_input(tool: &str, args: &[&str], input: Option<&str>) -> String {
-    let mut command = Command::new(kafka_script());
-    command
-        .arg(tool)
-        .args(args)
-        .arg("--bootstrap-server")
-        .arg(brokers());
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = command.spawn().expect("scripts/kafka starts");
-    if let Some(input) = input {
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input.as_bytes()).unwrap();
-    }
-    let output = wait_with_limit(child, COMMAND_LIMIT);
-    assert!(
-        output.status.success(),
-        "{tool} {args:?} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// Every message of `topic` as Kafka's console consumer prints it, one line
-/// each: "partition\tkey\tvalue", read with `read_committed`. Expects exactly
-/// `expected` messages (fewer or more fails the test).
-pub fn read_topic(topic: &str, expected: usize) -> Vec<String> {
-    let lines = read_all(topic, "read_committed", &[]);
-    assert_eq!(lines.len(), expected, "messages read back from {topic}");
-    lines
-}
-
-/// Every message of `topic` with the given isolation level, until none has
-/// arrived for 10 s; `extra` adds console-consumer properties.
-pub fn read_all(topic: &str, isolation: &str, extra: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        "--topic",
-        topic,
-        "--from-beginning",
-        // Stop once no message has arrived for this long: all were read.
-        "--timeout-ms",
-        "10000",
-        "--isolation-level",
-        isolation,
-        "--property",
-        "print.partition=true",
-        "--property",
-        "print.key=true",
-        "--property",
-        "key.separator=\t",
-    ];
-    for property in extra {
-        args.extend(["--property", property]);
-    }
-    let out = kafka_tool("kafka-console-consumer", &args);
-    out.lines()
-        .map(|l| l.strip_prefix("Partition:").unwrap_or(l).to_owned())
-        .collect()
 }
 
 /// One row of `kafka-consumer-groups --describe`.
@@ -303,32 +524,6 @@ pub struct GroupRow {
     pub current: Option<i64>,
     pub log_end: i64,
     pub lag: Option<i64>,
-}
-
-/// What kafka-consumer-groups says of `group`, sorted by topic and partition.
-pub fn describe_group(group: &str) -> Vec<GroupRow> {
-    let out = kafka_tool("kafka-consumer-groups", &["--describe", "--group", group]);
-    let number = |s: &str| {
-        if s == "-" {
-            None
-        } else {
-            Some(s.parse::<i64>().unwrap())
-        }
-    };
-    let mut rows: Vec<GroupRow> = out
-        .lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .filter(|cols| cols.len() >= 6 && cols[0] == group)
-        .map(|cols| GroupRow {
-            topic: cols[1].to_owned(),
-            partition: cols[2].parse().unwrap(),
-            current: number(cols[3]),
-            log_end: cols[4].parse().unwrap(),
-            lag: number(cols[5]),
-        })
-        .collect();
-    rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    rows
 }
 
 pub fn json(bytes: &[u8]) -> serde_json::Value {

@@ -1,0 +1,160 @@
+//! The pipeline keeps its guarantees when the infrastructure fails under it:
+//! a broker stopped for 10 s, a cluster node SIGKILLed, one of two instances
+//! of each service SIGKILLed. Each time, orders keep flowing, and at the end
+//! every order is answered exactly once and the report equals the one an
+//! undisturbed analytics run computes from the same events.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::common::{json, signal, unique, Cluster, LocalKafka, Names, Service};
+
+const ORDERS: usize = 20_000;
+
+/// Tests that run brokers of their own take turns: on two cores, several
+/// extra JVM brokers starting at once would starve everything else.
+static OWN_BROKERS: Mutex<()> = Mutex::new(());
+
+/// Orders published at 2,000/s, so that they are still flowing during the
+/// disruption.
+fn start_orders(names: &Names) -> Service {
+    names.cluster.spawn_service(&[
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        &ORDERS.to_string(),
+        "--seed",
+        "5",
+        "--rate",
+        "2000",
+    ])
+}
+
+fn service(names: &Names, args: Vec<&str>, instance: &str, extra: &[&str]) -> Service {
+    let mut args = args;
+    args.extend(["--instance-id", instance]);
+    args.extend(extra);
+    names.cluster.spawn_service(&args)
+}
+
+/// Waits for the producer, then for both groups to commit everything.
+fn finish(names: &Names, producer: Service) {
+    let produced = producer.wait(Duration::from_secs(180));
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let cluster = &names.cluster;
+    crate::common::wait_until("inventory has caught up", || {
+        cluster.caught_up(&names.inventory_group)
+    });
+    crate::common::wait_until("analytics has caught up", || {
+        cluster.caught_up(&names.analytics_group)
+    });
+}
+
+/// Stops a service with SIGTERM; it must exit 0. Returns its stdout.
+fn stop(service: Service) -> String {
+    let output = signal(service, "TERM");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Every order once in the orders topic, answered exactly once, and the
+/// analytics report equal to an undisturbed run's over the same events.
+fn check(names: &Names, report: &[u8]) {
+    let cluster = &names.cluster;
+    let orders = cluster.read_topic(&names.orders, ORDERS);
+    let answers = cluster.read_topic(&names.inventory, ORDERS);
+    let answered: HashSet<&str> = answers
+        .iter()
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    let ordered: HashSet<&str> = orders
+        .iter()
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    assert_eq!(answered.len(), ORDERS, "no order answered twice");
+    assert_eq!(answered, ordered);
+
+    assert_eq!(json(report)["total_orders"], ORDERS);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = Names {
+        analytics_group: unique("reference"),
+        ..names.clone()
+    };
+    assert_eq!(
+        report,
+        reference.analytics_json(dir.path(), "reference.json")
+    );
+}
+
+/// Runs the pipeline on `cluster`, calling `disrupt` once orders flow.
+fn pipeline_through(cluster: Cluster, topics: &[&str], disrupt: impl FnOnce()) {
+    let names = Names::on(cluster, "outage");
+    names.create_topics_with(topics);
+    let inventory = service(&names, names.inventory_args(), "a", &[]);
+    let analytics = service(&names, names.analytics_args(), "a", &["--format", "json"]);
+    let producer = start_orders(&names);
+    crate::common::wait_until("orders are flowing through inventory", || {
+        names.cluster.committed_total(&names.inventory_group) > 2_000
+    });
+    disrupt();
+    finish(&names, producer);
+    stop(inventory);
+    let report = stop(analytics);
+    check(&names, report.as_bytes());
+}
+
+#[test]
+fn a_broker_stopped_for_ten_seconds_loses_and_duplicates_nothing() {
+    let _turn = OWN_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = LocalKafka::up(19292, 1);
+    pipeline_through(kafka.cluster.clone(), &[], || {
+        kafka.script(&["stop-node", "1"]);
+        std::thread::sleep(Duration::from_secs(10));
+        kafka.script(&["start-node", "1"]);
+    });
+}
+
+#[test]
+fn a_cluster_node_killed_mid_run_loses_and_duplicates_nothing() {
+    let _turn = OWN_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = LocalKafka::up(19392, 3);
+    pipeline_through(
+        kafka.cluster.clone(),
+        &["--replication-factor", "3"],
+        || {
+            kafka.script(&["kill-node", "2"]);
+        },
+    );
+}
+
+#[test]
+fn two_instances_per_service_survive_losing_one_each() {
+    let names = Names::new("pairs");
+    names.create_topics();
+    let inventory_a = service(&names, names.inventory_args(), "a", &[]);
+    let inventory_b = service(&names, names.inventory_args(), "b", &[]);
+    let analytics_a = service(&names, names.analytics_args(), "a", &["--format", "json"]);
+    let analytics_b = service(&names, names.analytics_args(), "b", &["--format", "json"]);
+    let producer = start_orders(&names);
+    crate::common::wait_until("orders are flowing through both services", || {
+        names.cluster.committed_total(&names.inventory_group) > 3_000
+            && names.cluster.committed_total(&names.analytics_group) > 0
+    });
+    assert!(!signal(inventory_a, "KILL").status.success());
+    assert!(!signal(analytics_a, "KILL").status.success());
+    finish(&names, producer);
+    stop(inventory_b);
+    // The survivor holds every partition now, and with them their state.
+    let report = stop(analytics_b);
+    check(&names, report.as_bytes());
+}
