@@ -104,8 +104,10 @@ pub struct TopicsArgs {
     pub metrics: MetricsTopic,
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
-    #[arg(long, default_value_t = 1)]
-    pub replication_factor: i32,
+    /// Replicas per partition [default: the cluster's default.replication.factor,
+    /// 1 on `scripts/kafka up`, 3 on `scripts/kafka up --nodes 3`]
+    #[arg(long)]
+    pub replication_factor: Option<i32>,
 }
 
 /// What the generated orders look like.
@@ -336,8 +338,10 @@ pub struct DemoArgs {
     pub throttle_ms: u64,
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
-    #[arg(long, default_value_t = 1)]
-    pub replication_factor: i32,
+    /// Replicas per partition [default: the cluster's default.replication.factor,
+    /// 1 on `scripts/kafka up`, 3 on `scripts/kafka up --nodes 3`]
+    #[arg(long)]
+    pub replication_factor: Option<i32>,
     /// Consumer group of the inventory service
     #[arg(long, default_value = "inventory")]
     pub inventory_group: String,

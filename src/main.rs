@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 use orderflow::cli::{Cli, Command};
 use orderflow::config::KafkaSettings;
 use orderflow::domain::report::Format;
-use orderflow::kafka::admin::Admin;
+use orderflow::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
 use orderflow::ops::demo::{self, DemoOptions};
 use orderflow::ops::{lag, local_kafka, replay, topics};
 use orderflow::services::analytics::{self, AnalyticsOptions};
@@ -59,8 +59,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.topics.inventory_topic.as_str(),
                 args.metrics.metrics_topic.as_str(),
             ];
-            for (name, created) in
-                topics::ensure(&admin, &names, args.partitions, args.replication_factor).await?
+            for (name, created) in topics::ensure(
+                &admin,
+                &names,
+                args.partitions,
+                args.replication_factor
+                    .unwrap_or(BROKER_DEFAULT_REPLICATION),
+            )
+            .await?
             {
                 let state = if created { "created" } else { "exists" };
                 println!("{state}: {name}");
@@ -162,7 +168,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 inventory_group: args.inventory_group,
                 analytics_group: args.analytics_group,
                 partitions: args.partitions,
-                replication_factor: args.replication_factor,
+                replication_factor: args
+                    .replication_factor
+                    .unwrap_or(BROKER_DEFAULT_REPLICATION),
                 count: args.count,
                 generator: args.generator.config()?,
                 stock: args.stock.config()?,

@@ -29,6 +29,11 @@ pub struct TopicSpec {
     pub config: Vec<(String, String)>,
 }
 
+/// A replication factor of -1 asks the brokers for their
+/// `default.replication.factor` (KIP-464), as Kafka's own tools do when none
+/// is given: 1 on a single local node, 3 on the local three-node cluster.
+pub const BROKER_DEFAULT_REPLICATION: i32 = -1;
+
 impl TopicSpec {
     /// A topic spec; with three or more replicas it also requires two in sync
     /// for a write (min.insync.replicas=2), so that with acks=all an

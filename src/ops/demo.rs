@@ -256,8 +256,7 @@ async fn lag_run(
     let mut last_total = -1;
     let mut sampler = tokio::time::interval(SAMPLE);
     sampler.tick().await; // the first tick is immediate
-    let final_lag = loop {
-        sampler.tick().await;
+    let mut sample = || -> Result<i64> {
         let sample = lag::measure(
             admin,
             &options.analytics_group,
@@ -281,18 +280,24 @@ async fn lag_run(
             sample.total_lag,
             per_partition.join(" ")
         );
-        peak = peak.max(sample.total_lag);
-        if sample.total_lag != last_total {
-            last_total = sample.total_lag;
+        Ok(sample.total_lag)
+    };
+    let final_lag = loop {
+        sampler.tick().await;
+        let total = sample()?;
+        peak = peak.max(total);
+        if total != last_total {
+            last_total = total;
             last_change = Instant::now();
         }
         let produced = producer.is_finished();
         if produced && pipeline.drained(admin, options)? {
-            break sample.total_lag;
+            // Drained since the sample above: the last row shows it.
+            break if total == 0 { total } else { sample()? };
         }
         // stop() below reports a service's error; a stall ends the run too.
         if pipeline.ended() || last_change.elapsed() > STALL_LIMIT {
-            break sample.total_lag;
+            break total;
         }
     };
     producer.await.map_err(join_error)??;

@@ -15,6 +15,8 @@ fn demo_runs_end_to_end_with_identical_replay_and_drained_lag() {
         &unique("demo-orders"),
         "--inventory-topic",
         &unique("demo-inventory"),
+        "--metrics-topic",
+        &unique("demo-metrics"),
         "--inventory-group",
         &unique("demo-inv"),
         "--analytics-group",

@@ -97,7 +97,7 @@ fn check(names: &Names, report: &[u8]) {
 }
 
 /// Runs the pipeline on `cluster`, calling `disrupt` once orders flow.
-fn pipeline_through(cluster: Cluster, topics: &[&str], disrupt: impl FnOnce()) {
+fn pipeline_through(cluster: Cluster, topics: &[&str], disrupt: impl FnOnce(&Names)) {
     let names = Names::on(cluster, "outage");
     names.create_topics_with(topics);
     let inventory = service(&names, names.inventory_args(), "a", &[]);
@@ -106,7 +106,7 @@ fn pipeline_through(cluster: Cluster, topics: &[&str], disrupt: impl FnOnce()) {
     crate::common::wait_until("orders are flowing through inventory", || {
         names.cluster.committed_total(&names.inventory_group) > 2_000
     });
-    disrupt();
+    disrupt(&names);
     finish(&names, producer);
     stop(inventory);
     let report = stop(analytics);
@@ -117,7 +117,7 @@ fn pipeline_through(cluster: Cluster, topics: &[&str], disrupt: impl FnOnce()) {
 fn a_broker_stopped_for_ten_seconds_loses_and_duplicates_nothing() {
     let _turn = OWN_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
     let kafka = LocalKafka::up(19292, 1);
-    pipeline_through(kafka.cluster.clone(), &[], || {
+    pipeline_through(kafka.cluster.clone(), &[], |_| {
         kafka.script(&["stop-node", "1"]);
         std::thread::sleep(Duration::from_secs(10));
         kafka.script(&["start-node", "1"]);
@@ -128,13 +128,17 @@ fn a_broker_stopped_for_ten_seconds_loses_and_duplicates_nothing() {
 fn a_cluster_node_killed_mid_run_loses_and_duplicates_nothing() {
     let _turn = OWN_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
     let kafka = LocalKafka::up(19392, 3);
-    pipeline_through(
-        kafka.cluster.clone(),
-        &["--replication-factor", "3"],
-        || {
-            kafka.script(&["kill-node", "2"]);
-        },
-    );
+    // No --replication-factor: the cluster's defaults apply.
+    pipeline_through(kafka.cluster.clone(), &[], |names| {
+        let described = names.cluster.kafka_tool(
+            "kafka-topics",
+            &["--describe", "--topic", &names.inventory],
+            None,
+        );
+        assert!(described.contains("ReplicationFactor: 3"), "{described}");
+        assert!(described.contains("min.insync.replicas=2"), "{described}");
+        kafka.script(&["kill-node", "2"]);
+    });
 }
 
 #[test]
