@@ -105,6 +105,20 @@ impl Admin {
         Ok(ids)
     }
 
+    /// `partitions`, waiting up to the timeout for a topic that was just
+    /// created: in a cluster, a broker's metadata can lag the controller's.
+    pub async fn partitions_once_visible(&self, topic: &str) -> Result<Vec<i32>> {
+        let deadline = Instant::now() + self.settings.timeout;
+        loop {
+            match self.partitions(topic) {
+                Err(Error::UnknownTopic(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                found => return found,
+            }
+        }
+    }
+
     /// How many replicas the partitions of `topic` have.
     pub fn replication_factor(&self, topic: &str) -> Result<i32> {
         let metadata = self
@@ -141,7 +155,7 @@ impl Admin {
         }
         self.create_topics(&specs).await?;
         if let Some(name) = changelog {
-            let found = self.partitions(name)?.len() as i32;
+            let found = self.partitions_once_visible(name).await?.len() as i32;
             if found != partitions {
                 return Err(Error::Config(format!(
                     "changelog {name} has {found} partitions but {input} has {partitions}; \

@@ -75,7 +75,10 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<Report> {
     let admin = Admin::connect(settings)?;
-    let partitions = admin.partitions(&options.inventory_topic)?.len() as i32;
+    let partitions = admin
+        .partitions_once_visible(&options.inventory_topic)
+        .await?
+        .len() as i32;
     let changelog = windows_changelog(&options.group);
     admin
         .ensure_internal_topics(&options.inventory_topic, Some(&changelog))

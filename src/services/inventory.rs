@@ -70,8 +70,13 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<InventorySummary> {
     let admin = Admin::connect(settings)?;
-    let shards = admin.partitions(&options.orders_topic)?.len() as u32;
-    admin.partitions(&options.inventory_topic)?;
+    let shards = admin
+        .partitions_once_visible(&options.orders_topic)
+        .await?
+        .len() as u32;
+    admin
+        .partitions_once_visible(&options.inventory_topic)
+        .await?;
     let changelog = stock_changelog(&options.group);
     admin
         .ensure_internal_topics(&options.orders_topic, Some(&changelog))

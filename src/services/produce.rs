@@ -55,7 +55,9 @@ pub async fn run(
     progress: &ProgressBar,
     shutdown: &CancellationToken,
 ) -> Result<ProduceSummary> {
-    Admin::connect(settings)?.partitions(&options.topic)?;
+    Admin::connect(settings)?
+        .partitions_once_visible(&options.topic)
+        .await?;
     let producer = producer::idempotent(settings)?;
     let topic = options.topic.as_str();
     let started = Instant::now();

@@ -50,17 +50,7 @@ fn inventory_killed_three_times_answers_every_order_exactly_once() {
     let names = Names::new("eos-inv");
     names.create_topics();
     // Orders keep arriving while inventory is killed and restarted.
-    let producer = spawn_service(&[
-        "produce",
-        "--orders-topic",
-        &names.orders,
-        "--count",
-        &ORDERS.to_string(),
-        "--seed",
-        "77",
-        "--rate",
-        "20000",
-    ]);
+    let producer = names.spawn_producer(ORDERS, 77, 20_000);
     let mut progress = 0;
     for _ in 0..3 {
         let service = spawn_service(&inventory_args(

@@ -19,17 +19,7 @@ static OWN_BROKERS: Mutex<()> = Mutex::new(());
 /// Orders published at 2,000/s, so that they are still flowing during the
 /// disruption.
 fn start_orders(names: &Names) -> Service {
-    names.cluster.spawn_service(&[
-        "produce",
-        "--orders-topic",
-        &names.orders,
-        "--count",
-        &ORDERS.to_string(),
-        "--seed",
-        "5",
-        "--rate",
-        "2000",
-    ])
+    names.spawn_producer(ORDERS, 5, 2_000)
 }
 
 fn service(names: &Names, args: Vec<&str>, instance: &str, extra: &[&str]) -> Service {

@@ -39,19 +39,8 @@ fn a_late_event_is_counted_and_a_closed_window_is_published_once() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let mut args = names.analytics_args();
-    let path = dir.path().join("report.json");
-    args.extend([
-        "--grace-ms",
-        "10000",
-        "--exit-at-end",
-        "--format",
-        "json",
-        "--report",
-        path.to_str().unwrap(),
-    ]);
-    names.cluster.orderflow_ok(&args);
-    let report = json(&std::fs::read(&path).unwrap());
+    let report = names.analytics_json_with(dir.path(), "report.json", &["--grace-ms", "10000"]);
+    let report = json(&report);
     assert_eq!(report["total_orders"], 6);
     assert_eq!(report["failed_orders"], 1);
     assert_eq!(report["late_events"], 1);

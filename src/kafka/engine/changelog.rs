@@ -104,14 +104,14 @@ pub fn restore<T: Task>(
                 pending.remove(&partition);
             }
             // Lost connections are retried by librdkafka (and logged by the
-            // context); the loop's own deadline catches a lasting outage.
+            // context); the deadline below catches a lasting outage.
             Some(Err(error)) => tracing::debug!(%error, "changelog read error"),
-            None if last_progress.elapsed() > timeout * 3 => {
-                return Err(Error::Config(format!(
-                    "restoring {changelog} partitions {pending:?} made no progress"
-                )))
-            }
             None => {}
+        }
+        if last_progress.elapsed() > timeout * 3 {
+            return Err(Error::Config(format!(
+                "restoring {changelog} partitions {pending:?} made no progress"
+            )));
         }
     }
     reader

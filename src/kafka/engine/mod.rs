@@ -264,8 +264,10 @@ impl<'a, T: Task> Core<'a, T> {
         if events.is_empty() {
             return Ok(());
         }
+        // No rewind: librdkafka has already taken the revoked partitions
+        // away, and starts assigned ones at their committed offsets.
         if self.batch_started.is_some() {
-            self.abort_batch(consumer)?;
+            self.abort_batch()?;
         }
         for event in events {
             match event {
@@ -522,7 +524,8 @@ impl<'a, T: Task> Core<'a, T> {
             return Err(error);
         }
         tracing::warn!(%error, "the batch failed; aborting it and processing it again");
-        self.abort_batch(consumer)
+        self.abort_batch()?;
+        self.rewind(consumer)
     }
 
     /// Replaces a fenced producer. The coordinator fences a producer whose
@@ -583,9 +586,9 @@ impl<'a, T: Task> Core<'a, T> {
         Ok(())
     }
 
-    /// Discards the open batch: aborts its transaction, rolls the task back,
-    /// and rewinds every assigned partition to its committed offset.
-    fn abort_batch(&mut self, consumer: &GroupConsumer) -> Result<()> {
+    /// Discards the open batch: aborts its transaction and rolls the task
+    /// back. The consumer's positions are the caller's business.
+    fn abort_batch(&mut self) -> Result<()> {
         if self.exactly_once() {
             let aborted = retrying("aborting the transaction", || {
                 self.producer.abort_transaction(self.settings.timeout)
@@ -603,9 +606,11 @@ impl<'a, T: Task> Core<'a, T> {
         self.next.clear();
         self.batch_started = None;
         self.at_end.clear();
-        self.rewind(consumer)
+        Ok(())
     }
 
+    /// Moves every assigned partition back to its committed offset, so that
+    /// an aborted batch is read again.
     fn rewind(&self, consumer: &GroupConsumer) -> Result<()> {
         for &partition in &self.assigned {
             let offset = match self.committed_offset(consumer, partition)? {

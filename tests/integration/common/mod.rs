@@ -173,10 +173,23 @@ impl Cluster {
 
     /// Whether `group` has committed up to the log end of every partition.
     /// (On a transactional topic the log end counts transaction markers too,
-    /// so message counts and offsets differ.)
+    /// so message counts and offsets differ.) A partition that has no
+    /// committed offset and no member (mid-rebalance) is missing from
+    /// kafka-consumer-groups' rows: every partition of the topic must be there.
     pub fn caught_up(&self, group: &str) -> bool {
         let rows = self.describe_group(group);
-        !rows.is_empty() && rows.iter().all(|r| r.current == Some(r.log_end))
+        if rows.is_empty() || rows.iter().any(|r| r.current != Some(r.log_end)) {
+            return false;
+        }
+        let topics: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.topic.as_str()).collect();
+        let complete = topics.iter().all(|&topic| {
+            let described =
+                self.kafka_tool("kafka-topics", &["--describe", "--topic", topic], None);
+            let partitions = described.matches("\tPartition: ").count();
+            rows.iter().filter(|r| r.topic == topic).count() == partitions
+        });
+        complete
     }
 
     /// Sum of a group's committed offsets.
@@ -366,10 +379,31 @@ impl Names {
         self.cluster.orderflow_ok(&args)
     }
 
+    /// Publishes `count` orders at `rate` per second, in the background.
+    pub fn spawn_producer(&self, count: usize, seed: u64, rate: u64) -> Service {
+        self.cluster.spawn_service(&[
+            "produce",
+            "--orders-topic",
+            &self.orders,
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+    }
+
     /// Runs analytics as a batch job; returns the JSON report's bytes.
     pub fn analytics_json(&self, dir: &Path, name: &str) -> Vec<u8> {
+        self.analytics_json_with(dir, name, &[])
+    }
+
+    /// `analytics_json` with extra arguments.
+    pub fn analytics_json_with(&self, dir: &Path, name: &str, extra: &[&str]) -> Vec<u8> {
         let path = dir.join(name);
         let mut args = self.analytics_args();
+        args.extend(extra);
         args.extend([
             "--exit-at-end",
             "--format",
