@@ -36,6 +36,13 @@ pub enum Error {
     #[error("group {group:?} has {members} active member(s); stop its consumers before resetting its offsets")]
     GroupActive { group: String, members: usize },
 
+    /// A librdkafka call that should have returned within its timeout did not.
+    #[error("librdkafka's {call} did not return within {}s", waited.as_secs())]
+    Wedged {
+        call: &'static str,
+        waited: std::time::Duration,
+    },
+
     /// A produced event was not acknowledged by the broker.
     #[error("the broker did not acknowledge an event written to {topic}: {cause}")]
     Delivery { topic: String, cause: KafkaError },

@@ -30,6 +30,7 @@ mod contexts;
 pub use changelog::{changelogs_of, reset_record};
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -116,7 +117,8 @@ struct Core<'a, T: Task> {
     settings: &'a KafkaSettings,
     options: &'a EngineOptions,
     task: &'a mut T,
-    producer: ThreadedProducer<Deliveries>,
+    /// Shared with the helper thread of `send_offsets`.
+    producer: Arc<ThreadedProducer<Deliveries>>,
     /// Reads changelog partitions on assignment; never joins a group.
     restorer: BaseConsumer<Logged>,
     dlq: String,
@@ -164,7 +166,7 @@ impl<'a, T: Task> Core<'a, T> {
             ])
             .create_with_context(GroupEvents::default())
             .while_("creating the consumer")?;
-        let producer = create_producer(settings, options)?;
+        let producer = Arc::new(create_producer(settings, options)?);
         // librdkafka's consumer API wants a group id even for assign(); this
         // one never joins its group (no subscribe) and never commits.
         let restore_group = format!("{}.restore", options.group);
@@ -214,6 +216,7 @@ impl<'a, T: Task> Core<'a, T> {
         consumer
             .subscribe(&[&topic])
             .while_(format!("subscribing to {topic}"))?;
+        let mut last_error = None;
         loop {
             if stop.is_cancelled() {
                 break;
@@ -224,13 +227,22 @@ impl<'a, T: Task> Core<'a, T> {
             self.handle_rebalances(consumer)?;
             let handled = match polled {
                 None => Ok(()),
-                Some(Ok(message)) => self.process(&message),
+                Some(Ok(message)) => {
+                    last_error = None;
+                    self.process(&message)
+                }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     self.reached_end(consumer, partition)
                 }
                 // librdkafka retries what can be retried; report and go on.
+                // An outage repeats the same error on every poll: once is
+                // enough.
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "consumer error");
+                    let error = error.to_string();
+                    if last_error.as_ref() != Some(&error) {
+                        tracing::warn!(%error, "consumer error");
+                        last_error = Some(error);
+                    }
                     Ok(())
                 }
             };
@@ -489,16 +501,13 @@ impl<'a, T: Task> Core<'a, T> {
     /// Ends the open batch: commits it, or, when Kafka says the transaction
     /// must be aborted, aborts it and rewinds.
     fn commit(&mut self, consumer: &GroupConsumer) -> Result<()> {
-        if let Some(changelog) = self.options.changelog_topic.as_deref() {
-            for (&p, &next) in &self.next {
-                self.send(&changelog::offset_marker(changelog, p, next))?;
+        let outcome = self.write_offset_markers().and_then(|()| {
+            if self.exactly_once() {
+                self.commit_transaction(consumer)
+            } else {
+                self.flush_then_commit(consumer)
             }
-        }
-        let outcome = if self.exactly_once() {
-            self.commit_transaction(consumer)
-        } else {
-            self.flush_then_commit(consumer)
-        };
+        });
         match outcome {
             Ok(()) => {
                 self.task.commit();
@@ -515,6 +524,17 @@ impl<'a, T: Task> Core<'a, T> {
         }
     }
 
+    /// Records in each changelog partition the batch advanced where its
+    /// input now stands.
+    fn write_offset_markers(&self) -> Result<()> {
+        if let Some(changelog) = self.options.changelog_topic.as_deref() {
+            for (&p, &next) in &self.next {
+                self.send(&changelog::offset_marker(changelog, p, next))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Survives a failed batch, exactly-once: a broker restart, a
     /// coordinator moving, a delivery timing out are all survived by aborting
     /// and doing the batch again. At-least-once has no transaction to abort:
@@ -524,7 +544,16 @@ impl<'a, T: Task> Core<'a, T> {
             return Err(error);
         }
         tracing::warn!(%error, "the batch failed; aborting it and processing it again");
-        self.abort_batch()?;
+        if let Error::Wedged { .. } = error {
+            // Aborting would wait behind the wedged call: a new producer
+            // aborts the transaction instead.
+            self.start_new_producer()?;
+            self.discard_batch();
+        } else if self.batch_started.is_some() {
+            // (A batch fails before its transaction began when beginning it
+            // failed: nothing to abort then.)
+            self.abort_batch()?;
+        }
         self.rewind(consumer)
     }
 
@@ -545,25 +574,70 @@ impl<'a, T: Task> Core<'a, T> {
         }
         self.renewals.push(Instant::now());
         tracing::warn!(error = %fenced, "the producer was fenced; starting a new one");
-        self.producer = create_producer(self.settings, self.options)?;
+        self.start_new_producer()
+    }
+
+    /// Replaces the producer with a new one of the same transactional id,
+    /// whose `init_transactions` fences the old one and aborts its open
+    /// transaction.
+    fn start_new_producer(&mut self) -> Result<()> {
+        let old = std::mem::replace(
+            &mut self.producer,
+            Arc::new(create_producer(self.settings, self.options)?),
+        );
+        // Destroying a client waits for its broker threads, and one may be
+        // stuck connecting to a node that is down: not on this thread.
+        std::thread::spawn(move || drop(old));
         retrying("initialising transactions", || {
             self.producer.init_transactions(self.settings.timeout)
         })
     }
 
-    fn commit_transaction(&self, consumer: &GroupConsumer) -> Result<()> {
-        if !self.next.is_empty() {
+    /// Adds the batch's input offsets to its transaction, retrying what Kafka
+    /// calls retriable. librdkafka's `send_offsets_to_transaction` can block
+    /// past its timeout when the group coordinator goes away
+    /// (confluentinc/librdkafka#5456, #5511), so it runs on a helper thread,
+    /// and a call still blocked at twice its timeout is reported as wedged.
+    fn send_offsets(&self, consumer: &GroupConsumer) -> Result<()> {
+        const CALL: &str = "send_offsets_to_transaction";
+        let offsets = self.offsets()?;
+        let started = Instant::now();
+        loop {
             let metadata = consumer
                 .group_metadata()
                 .ok_or_else(|| Error::Config("the consumer has no group metadata".into()))?;
-            let offsets = self.offsets()?;
-            retrying("adding the input offsets to the transaction", || {
-                self.producer.send_offsets_to_transaction(
-                    &offsets,
-                    &metadata,
-                    self.settings.timeout,
-                )
-            })?;
+            let (done, outcome) = mpsc::channel();
+            let (producer, offsets, timeout) = (
+                Arc::clone(&self.producer),
+                offsets.clone(),
+                self.settings.timeout,
+            );
+            std::thread::spawn(move || {
+                let _ =
+                    done.send(producer.send_offsets_to_transaction(&offsets, &metadata, timeout));
+            });
+            match outcome.recv_timeout(timeout * 2) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(error)) if retriable(&error) && started.elapsed() < RETRY_FOR => {
+                    tracing::warn!(%error, "adding the input offsets to the transaction: retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Ok(Err(error)) => {
+                    return Err(error).while_("adding the input offsets to the transaction")
+                }
+                Err(_) => {
+                    return Err(Error::Wedged {
+                        call: CALL,
+                        waited: timeout * 2,
+                    })
+                }
+            }
+        }
+    }
+
+    fn commit_transaction(&self, consumer: &GroupConsumer) -> Result<()> {
+        if !self.next.is_empty() {
+            self.send_offsets(consumer)?;
         }
         // A commit that times out goes on in the background; calling again
         // resumes it (aborting instead would conflict with it). An error that
@@ -600,13 +674,18 @@ impl<'a, T: Task> Core<'a, T> {
                 Err(error) => return Err(error),
             }
         }
+        self.discard_batch();
+        Ok(())
+    }
+
+    /// Forgets the open batch: the task goes back to its committed state.
+    fn discard_batch(&mut self) {
         self.task.rollback();
         self.stats.aborts += 1;
         self.pending = EngineStats::default();
         self.next.clear();
         self.batch_started = None;
         self.at_end.clear();
-        Ok(())
     }
 
     /// Moves every assigned partition back to its committed offset, so that

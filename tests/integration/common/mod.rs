@@ -56,13 +56,7 @@ impl Cluster {
     /// Runs orderflow; the test fails unless it exits 0. Returns stdout.
     pub fn orderflow_ok(&self, args: &[&str]) -> String {
         let output = run(self.orderflow_command(args));
-        assert!(
-            output.status.success(),
-            "orderflow {args:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        stdout_of(&format!("orderflow {args:?}"), output)
     }
 
     /// Starts a long-running orderflow service (stop it with `signal`).
@@ -95,13 +89,7 @@ impl Cluster {
             stdin.write_all(input.as_bytes()).unwrap();
         }
         let output = wait_with_limit(child, COMMAND_LIMIT);
-        assert!(
-            output.status.success(),
-            "{tool} {args:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        stdout_of(&format!("{tool} {args:?}"), output)
     }
 
     /// Every message of `topic` with the given isolation level, as lines
@@ -428,7 +416,12 @@ pub fn orderflow_at(brokers: &str, args: &[&str]) -> Command {
         .args(args)
         .arg("--brokers")
         .arg(brokers)
-        .env("RUST_LOG", "warn");
+        // The services' story, for a failing test's saved logs;
+        // ORDERFLOW_TEST_LOG overrides it.
+        .env(
+            "RUST_LOG",
+            std::env::var("ORDERFLOW_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
+        );
     command
 }
 
@@ -466,6 +459,17 @@ pub fn caught_up(group: &str) -> bool {
 
 pub fn committed_total(group: &str) -> i64 {
     Cluster::shared().committed_total(group)
+}
+
+/// The stdout of a command that must have succeeded; its stderr otherwise.
+fn stdout_of(what: &str, output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Runs a command with no input, failing the test if it outlives COMMAND_LIMIT.
