@@ -25,9 +25,11 @@ use orderflow::shutdown;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // librdkafka is chatty at info (connections, group joins): warn and up.
-    // The demo tells its own story on stdout, so there everything logs at warn.
+    // The demo tells its own story on stdout, so there everything logs at
+    // warn, and librdkafka's retried warnings (a transaction coordinator still
+    // loading on a broker that just started) only at error.
     let default_filter = match cli.command {
-        Command::Demo(_) => "warn",
+        Command::Demo(_) => "warn,librdkafka=error",
         _ => "info,librdkafka=warn",
     };
     let filter = match std::env::var("RUST_LOG") {

@@ -74,8 +74,8 @@ pub async fn run(
     std::fs::create_dir_all(out).map_err(|source| io_error("creating", out, source))?;
 
     println!(
-        "== 1. fresh topics {} and {}",
-        options.orders_topic, options.inventory_topic
+        "== 1. fresh topics {}, {} and {}",
+        options.orders_topic, options.inventory_topic, options.metrics_topic
     );
     fresh_topics(&admin, options).await?;
 
