@@ -146,6 +146,13 @@ fn two_instances_per_service_survive_losing_one_each() {
     });
     assert!(!signal(inventory_a, "KILL").status.success());
     assert!(!signal(analytics_a, "KILL").status.success());
+    // The survivors take over once the group gives up on the dead (the
+    // session timeout): each then holds all three partitions.
+    crate::common::wait_until("the survivors hold every partition", || {
+        let cluster = &names.cluster;
+        cluster.member_partitions(&names.inventory_group) == [3]
+            && cluster.member_partitions(&names.analytics_group) == [3]
+    });
     finish(&names, producer);
     stop(inventory_b);
     // The survivor holds every partition now, and with them their state.

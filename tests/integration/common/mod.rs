@@ -180,6 +180,21 @@ impl Cluster {
         complete
     }
 
+    /// How many partitions each active member of `group` holds, as
+    /// `kafka-consumer-groups --describe --members` says.
+    pub fn member_partitions(&self, group: &str) -> Vec<usize> {
+        let out = self.kafka_tool(
+            "kafka-consumer-groups",
+            &["--describe", "--group", group, "--members"],
+            None,
+        );
+        out.lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|cols| cols.len() >= 5 && cols[0] == group)
+            .filter_map(|cols| cols.last().and_then(|n| n.parse().ok()))
+            .collect()
+    }
+
     /// Sum of a group's committed offsets.
     pub fn committed_total(&self, group: &str) -> i64 {
         self.describe_group(group)
