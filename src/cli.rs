@@ -15,6 +15,7 @@ use crate::domain::report::Format;
 use crate::domain::stock::StockConfig;
 use crate::error::{Error, Result};
 use crate::kafka::engine::Guarantee;
+use crate::ops::bench::BenchOptions;
 use crate::ops::replay::ResetTarget;
 
 #[derive(Debug, Parser)]
@@ -75,6 +76,8 @@ pub enum Command {
     Lag(LagArgs),
     /// Run the whole pipeline: 10,000 orders, a replay, and lag under throttling
     Demo(DemoArgs),
+    /// Measure throughput, latency and memory beside Kafka's own perf tools
+    Bench(BenchArgs),
 }
 
 /// The pipeline's topic names.
@@ -153,6 +156,9 @@ pub struct ProduceArgs {
     /// Publish at most this many events per second (default: as fast as possible)
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Write the run's statistics (events/s, peak memory) as JSON to this file
+    #[arg(long, value_name = "PATH")]
+    pub stats_file: Option<PathBuf>,
 }
 
 /// The stock table and the simulated failures.
@@ -221,6 +227,10 @@ pub struct RunArgs {
     /// a crashed predecessor left open (default: the host name)
     #[arg(long)]
     pub instance_id: Option<String>,
+    /// Write the run's statistics (events/s, latency from record timestamp to
+    /// processing, peak memory) as JSON to this file on exit
+    #[arg(long, value_name = "PATH")]
+    pub stats_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -354,4 +364,48 @@ pub struct DemoArgs {
     /// Never start the local Kafka (scripts/kafka up), even when none answers
     #[arg(long)]
     pub no_local_kafka: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Events in each throughput run
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Orders per second in the latency runs
+    #[arg(long, default_value_t = 20_000.0)]
+    pub rate: f64,
+    /// Orders in each latency run (at most --count)
+    #[arg(long, default_value_t = 200_000)]
+    pub latency_count: u64,
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// The services' commit interval (a transaction per interval)
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub commit_interval_ms: u64,
+    /// Where to write the report ("-": only print it)
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub out: PathBuf,
+    /// Directory for the services' logs and stats files
+    #[arg(long, default_value = "target/bench")]
+    pub work_dir: PathBuf,
+    /// Never start the local Kafka (scripts/kafka up), even when none answers
+    #[arg(long)]
+    pub no_local_kafka: bool,
+}
+
+impl BenchArgs {
+    pub fn options(&self) -> Result<BenchOptions> {
+        if !(self.rate > 0.0 && self.rate.is_finite()) || self.count == 0 {
+            return Err(Error::Config("--rate and --count must be positive".into()));
+        }
+        Ok(BenchOptions {
+            count: self.count,
+            rate: self.rate,
+            latency_count: self.latency_count,
+            partitions: self.partitions,
+            commit_interval: Duration::from_millis(self.commit_interval_ms.max(1)),
+            out: (self.out.as_os_str() != "-").then(|| self.out.clone()),
+            work_dir: self.work_dir.clone(),
+        })
+    }
 }

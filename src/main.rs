@@ -15,11 +15,13 @@ use orderflow::cli::{Cli, Command};
 use orderflow::config::KafkaSettings;
 use orderflow::domain::report::Format;
 use orderflow::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
+use orderflow::ops::bench;
 use orderflow::ops::demo::{self, DemoOptions};
 use orderflow::ops::{lag, local_kafka, replay, topics};
 use orderflow::services::analytics::{self, AnalyticsOptions};
 use orderflow::services::inventory::{self, InventoryOptions};
 use orderflow::services::produce::{self, ProduceOptions};
+use orderflow::services::stats::RunStats;
 use orderflow::shutdown;
 
 fn main() -> ExitCode {
@@ -29,7 +31,7 @@ fn main() -> ExitCode {
     // warn, and librdkafka's retried warnings (a transaction coordinator still
     // loading on a broker that just started) only at error.
     let default_filter = match cli.command {
-        Command::Demo(_) => "warn,librdkafka=error",
+        Command::Demo(_) | Command::Bench(_) => "warn,librdkafka=error",
         _ => "info,librdkafka=warn",
     };
     let filter = match std::env::var("RUST_LOG") {
@@ -91,6 +93,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.elapsed.as_secs_f64(),
                 summary.events_per_second()
             );
+            if let Some(path) = &args.stats_file {
+                RunStats::new("produce", summary.events, summary.elapsed, None).write(path)?;
+            }
         }
         Command::Inventory(args) => {
             let options = InventoryOptions {
@@ -109,6 +114,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                  {} transactions, {} aborted",
                 s.consumed, s.reserved, s.rejected, s.malformed, s.transactions, s.aborts
             );
+            if let Some(path) = &args.run.stats_file {
+                RunStats::new("inventory", s.consumed, s.busy, Some(s.latency)).write(path)?;
+            }
         }
         Command::Analytics(args) => {
             let options = AnalyticsOptions {
@@ -122,9 +130,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 throttle: Duration::from_millis(args.throttle_ms),
                 commit_interval: args.run.commit_interval(),
             };
-            let report = analytics::run(&settings, &options, &stop)
-                .await?
-                .render(args.format);
+            let outcome = analytics::run(&settings, &options, &stop).await?;
+            if let Some(path) = &args.run.stats_file {
+                let stats = &outcome.stats;
+                RunStats::new("analytics", stats.consumed, stats.busy, Some(stats.latency))
+                    .write(path)?;
+            }
+            let report = outcome.report.render(args.format);
             match args.report {
                 Some(path) => std::fs::write(&path, report)
                     .with_context(|| format!("writing the report to {}", path.display()))?,
@@ -159,6 +171,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     _ = tokio::time::sleep(Duration::from_secs(every.max(1))) => {}
                 }
                 println!();
+            }
+        }
+        Command::Bench(args) => {
+            ensure_local_kafka(&settings, args.no_local_kafka)?;
+            let options = args.options()?;
+            let results = bench::run(&settings, &options, &stop).await?;
+            let markdown = results.to_markdown();
+            println!("\n{markdown}");
+            if let Some(path) = &options.out {
+                std::fs::write(path, &markdown)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
             }
         }
         Command::Demo(args) => {

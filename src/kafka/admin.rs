@@ -7,7 +7,8 @@
 //! the configured timeout; they are used by short operator commands, never on
 //! a service's hot path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -56,6 +57,10 @@ impl TopicSpec {
 pub struct Admin {
     settings: KafkaSettings,
     client: AdminClient<Logged>,
+    /// One offsets client per consumer group asked about, kept: creating a
+    /// client means threads, connections and a coordinator lookup, too much
+    /// to repeat on every poll of `lag --watch` or the bench.
+    group_clients: Mutex<HashMap<String, Arc<BaseConsumer<Logged>>>>,
 }
 
 impl Admin {
@@ -68,6 +73,7 @@ impl Admin {
         let admin = Self {
             settings: settings.clone(),
             client,
+            group_clients: Mutex::default(),
         };
         admin
             .client
@@ -266,6 +272,9 @@ impl Admin {
     /// Deletes topics (missing ones are fine) and waits until the cluster's
     /// metadata no longer lists them, so they can be created afresh.
     pub async fn delete_topics(&self, names: &[&str]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(()); // the broker calls an empty request invalid
+        }
         let results = self
             .client
             .delete_topics(names, &self.options())
@@ -361,6 +370,23 @@ impl Admin {
         }
     }
 
+    /// Whether the consumer group has members and has finished assigning
+    /// partitions to them (state Stable).
+    pub fn group_is_stable(&self, group: &str) -> Result<bool> {
+        match self
+            .client
+            .inner()
+            .fetch_group_list(Some(group), self.settings.timeout)
+        {
+            Ok(list) => Ok(list
+                .groups()
+                .iter()
+                .any(|g| g.state() == "Stable" && !g.members().is_empty())),
+            Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => Ok(false),
+            Err(e) => Err(e).while_(format!("describing consumer group {group}")),
+        }
+    }
+
     /// The group's committed offset per partition of `topic` (None: nothing
     /// committed for that partition).
     pub fn committed(
@@ -415,11 +441,19 @@ impl Admin {
 
     /// A consumer handle that never subscribes: it only fetches and commits
     /// offsets on behalf of `group`, so it never joins the group.
-    fn group_client(&self, group: &str) -> Result<BaseConsumer<Logged>> {
-        self.settings
-            .client_config(&[("group.id", group), ("enable.auto.commit", "false")])
-            .create_with_context(Logged)
-            .while_("creating an offsets client")
+    fn group_client(&self, group: &str) -> Result<Arc<BaseConsumer<Logged>>> {
+        let mut clients = self.group_clients.lock().expect("no panic while held");
+        if let Some(client) = clients.get(group) {
+            return Ok(Arc::clone(client));
+        }
+        let client: Arc<BaseConsumer<Logged>> = Arc::new(
+            self.settings
+                .client_config(&[("group.id", group), ("enable.auto.commit", "false")])
+                .create_with_context(Logged)
+                .while_("creating an offsets client")?,
+        );
+        clients.insert(group.to_owned(), Arc::clone(&client));
+        Ok(client)
     }
 
     fn plain_client(&self) -> Result<BaseConsumer<Logged>> {

@@ -119,7 +119,7 @@ pub async fn run(
         exit_at_end: true,
         ..analytics_options(options, Duration::ZERO)
     };
-    let replayed = analytics::run(settings, &rerun, shutdown).await?;
+    let replayed = analytics::run(settings, &rerun, shutdown).await?.report;
     let run2 = save_report(out, "run2", &replayed)?;
     let identical = read(&run1)? == read(&run2)?
         && read(&run1.with_extension("txt"))? == read(&run2.with_extension("txt"))?;
@@ -338,7 +338,10 @@ impl Pipeline {
         let analytics = {
             let (settings, stop) = (settings.clone(), stop.clone());
             let options = analytics_options(options, throttle);
-            tokio::spawn(async move { analytics::run(&settings, &options, &stop).await })
+            tokio::spawn(async move {
+                let outcome = analytics::run(&settings, &options, &stop).await?;
+                Ok(outcome.report)
+            })
         };
         Self {
             stop,

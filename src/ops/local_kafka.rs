@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// The script that runs the local Kafka: `$ORDERFLOW_KAFKA_SCRIPT`, or the
 /// one in the source tree this binary was built from.
-fn script() -> PathBuf {
+pub fn script() -> PathBuf {
     std::env::var_os("ORDERFLOW_KAFKA_SCRIPT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka")))

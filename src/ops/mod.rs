@@ -1,7 +1,8 @@
 //! Operator commands built on the admin layer: creating topics, measuring
-//! consumer lag, resetting a group's offsets (replay), and the demo that runs
-//! the whole pipeline and proves replay and lag.
+//! consumer lag, resetting a group's offsets (replay), the demo that runs
+//! the whole pipeline and proves replay and lag, and the benchmark.
 
+pub mod bench;
 pub mod demo;
 pub mod lag;
 pub mod local_kafka;

@@ -30,7 +30,7 @@ use crate::domain::report::Report;
 use crate::domain::windows::{Recorded, WindowCounts, Windows};
 use crate::error::{Error, Result};
 use crate::kafka::admin::{Admin, TopicSpec};
-use crate::kafka::engine::{self, EngineOptions, Guarantee};
+use crate::kafka::engine::{self, EngineOptions, EngineStats, Guarantee};
 use crate::kafka::task::{OutRecord, Poison, Task, Versioned};
 
 #[derive(Debug, Clone)]
@@ -67,13 +67,20 @@ const STREAM_TIME_KEY: &[u8] = b"stream-time";
 /// Changelog key of a partition's count of late events.
 const LATE_KEY: &[u8] = b"late";
 
-/// Runs until `shutdown` fires or, with `exit_at_end`, until caught up; then
-/// returns the report of the committed counts of its partitions.
+/// What a run ends with: the report of the committed counts of its
+/// partitions, and what the engine did.
+#[derive(Debug, Clone)]
+pub struct AnalyticsOutcome {
+    pub report: Report,
+    pub stats: EngineStats,
+}
+
+/// Runs until `shutdown` fires or, with `exit_at_end`, until caught up.
 pub async fn run(
     settings: &KafkaSettings,
     options: &AnalyticsOptions,
     shutdown: &CancellationToken,
-) -> Result<Report> {
+) -> Result<AnalyticsOutcome> {
     let admin = Admin::connect(settings)?;
     let partitions = admin
         .partitions_once_visible(&options.inventory_topic)
@@ -112,8 +119,11 @@ pub async fn run(
     };
     let (settings, stop) = (settings.clone(), shutdown.clone());
     tokio::task::spawn_blocking(move || {
-        engine::run(&settings, &engine_options, &mut task, &stop)?;
-        Ok(task.report())
+        let stats = engine::run(&settings, &engine_options, &mut task, &stop)?;
+        Ok(AnalyticsOutcome {
+            report: task.report(),
+            stats,
+        })
     })
     .await
     .map_err(|e| Error::Config(format!("the analytics engine failed: {e}")))?

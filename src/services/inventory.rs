@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
 use crate::domain::events::{InventoryChecked, OrderPlaced, Status, SCHEMA_VERSION};
+use crate::domain::latency::LatencySummary;
 use crate::domain::stock::{Inventory, StockConfig};
 use crate::error::{Error, Result};
 use crate::kafka::admin::Admin;
@@ -56,6 +57,9 @@ pub struct InventorySummary {
     pub malformed: u64,
     pub transactions: u64,
     pub aborts: u64,
+    /// How long it worked and how old orders were when decided.
+    pub busy: Duration,
+    pub latency: LatencySummary,
 }
 
 /// The compacted topic holding the stock levels of `group`.
@@ -109,6 +113,8 @@ pub async fn run(
             malformed: stats.dead_lettered,
             transactions: stats.commits,
             aborts: stats.aborts,
+            busy: stats.busy,
+            latency: stats.latency,
         })
     })
     .await

@@ -16,6 +16,11 @@
 //! batch the producer is flushed (every output acknowledged) and only then are
 //! the input offsets committed. A crash repeats the uncommitted batch.
 //!
+//! Outputs carry the timestamp of the input record they came from, as in
+//! Kafka Streams: an order's creation time travels with its decision, so a
+//! reader downstream can tell how old the event it processes is. The engine
+//! records that age for every record it processes (`EngineStats::latency`).
+//!
 //! Either way, a record the task rejects as poison goes to `<input>.DLQ` with
 //! headers naming the error and its source, and its offset is committed like
 //! any other: a partition never gets stuck.
@@ -41,6 +46,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
+use crate::domain::latency::{Latencies, LatencySummary};
 use crate::error::{Error, KafkaResultExt, Result};
 use crate::kafka::context::Logged;
 use crate::kafka::task::{OutRecord, Poison, Task};
@@ -71,7 +77,7 @@ pub struct EngineOptions {
 }
 
 /// What the engine did, counting committed work only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct EngineStats {
     /// Input records processed (dead letters included).
     pub consumed: u64,
@@ -81,6 +87,12 @@ pub struct EngineStats {
     pub commits: u64,
     /// Batches aborted (and processed again).
     pub aborts: u64,
+    /// From the first record processed to the last batch committed: the
+    /// time the run spent working, without start-up and idle waiting before.
+    pub busy: Duration,
+    /// Age of each committed input record when it was processed: processing
+    /// time minus the record's timestamp.
+    pub latency: LatencySummary,
 }
 
 /// The dead-letter topic of `topic`.
@@ -106,10 +118,14 @@ pub fn run<T: Task>(
 ) -> Result<EngineStats> {
     let (consumer, mut core) = Core::new(settings, options, task)?;
     core.run(&consumer, stop)?;
+    core.stats.latency = core.latencies.summary();
     Ok(core.stats)
 }
 
 type GroupConsumer = BaseConsumer<GroupEvents>;
+
+/// A changelog value waiting for its batch's commit, and its timestamp.
+type ChangelogValue = (Vec<u8>, Option<i64>);
 
 /// Everything but the consumer, so that a record borrowed from the consumer
 /// can be processed while the engine's own state changes.
@@ -138,6 +154,15 @@ struct Core<'a, T: Task> {
     /// Counts of the open batch, added to `stats` when it commits.
     pending: EngineStats,
     stats: EngineStats,
+    /// The open batch's changelog writes, latest value per (partition, key),
+    /// with the timestamp of the input that wrote it. Written at commit: a
+    /// key changed by a thousand records in one batch costs one record.
+    changelog_writes: BTreeMap<(i32, Vec<u8>), ChangelogValue>,
+    /// Latencies of the committed batches, and of the open one.
+    latencies: Latencies,
+    batch_latencies: Latencies,
+    /// When the first record was processed.
+    first_record: Option<Instant>,
     /// When the producer was last replaced after being fenced.
     renewals: Vec<Instant>,
 }
@@ -195,6 +220,10 @@ impl<'a, T: Task> Core<'a, T> {
             batch_started: None,
             pending: EngineStats::default(),
             stats: EngineStats::default(),
+            changelog_writes: BTreeMap::new(),
+            latencies: Latencies::default(),
+            batch_latencies: Latencies::default(),
+            first_record: None,
             renewals: Vec::new(),
         };
         Ok((consumer, core))
@@ -398,7 +427,7 @@ impl<'a, T: Task> Core<'a, T> {
         self.batch_started = Some(Instant::now());
         if let Some(changelog) = self.options.changelog_topic.as_deref() {
             for &p in &self.resets {
-                self.send(&changelog::reset_record(changelog, p))?;
+                self.send(&changelog::reset_record(changelog, p), None)?;
             }
         }
         Ok(())
@@ -410,6 +439,12 @@ impl<'a, T: Task> Core<'a, T> {
             return Ok(()); // fetched before a revoke; its new owner handles it
         }
         self.open_batch()?;
+        self.first_record.get_or_insert_with(Instant::now);
+        let timestamp = message.timestamp().to_millis();
+        if let Some(created) = timestamp {
+            self.batch_latencies
+                .record_millis(created, chrono::Utc::now().timestamp_millis());
+        }
         let mut out = Vec::new();
         let payload = message.payload().unwrap_or_default();
         if let Err(Poison(error)) = self.task.process(partition, payload, &mut out) {
@@ -425,8 +460,16 @@ impl<'a, T: Task> Core<'a, T> {
             self.task.dead_lettered(partition, &mut out);
             self.pending.dead_lettered += 1;
         }
-        for record in &out {
-            self.send(record)?;
+        for record in out {
+            match record.partition {
+                Some(p)
+                    if Some(record.topic.as_str()) == self.options.changelog_topic.as_deref() =>
+                {
+                    self.changelog_writes
+                        .insert((p, record.key), (record.payload, timestamp));
+                }
+                _ => self.send(&record, timestamp)?,
+            }
         }
         self.pending.consumed += 1;
         self.next.insert(partition, offset + 1);
@@ -465,15 +508,23 @@ impl<'a, T: Task> Core<'a, T> {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
+        if let Some(timestamp) = message.timestamp().to_millis() {
+            record = record.timestamp(timestamp);
+        }
         self.enqueue(record)
     }
 
-    fn send(&self, record: &OutRecord) -> Result<()> {
+    /// Sends a record of the task's; `timestamp` is that of the input record
+    /// it came from (None: the time of sending).
+    fn send(&self, record: &OutRecord, timestamp: Option<i64>) -> Result<()> {
         let mut base = BaseRecord::to(&record.topic)
             .key(record.key.as_slice())
             .payload(record.payload.as_slice());
         if let Some(p) = record.partition {
             base = base.partition(p);
+        }
+        if let Some(timestamp) = timestamp {
+            base = base.timestamp(timestamp);
         }
         self.enqueue(base)
     }
@@ -501,7 +552,8 @@ impl<'a, T: Task> Core<'a, T> {
     /// Ends the open batch: commits it, or, when Kafka says the transaction
     /// must be aborted, aborts it and rewinds.
     fn commit(&mut self, consumer: &GroupConsumer) -> Result<()> {
-        let outcome = self.write_offset_markers().and_then(|()| {
+        let outcome = self.write_changelog().and_then(|()| {
+            self.write_offset_markers()?;
             if self.exactly_once() {
                 self.commit_transaction(consumer)
             } else {
@@ -514,6 +566,11 @@ impl<'a, T: Task> Core<'a, T> {
                 self.stats.consumed += self.pending.consumed;
                 self.stats.dead_lettered += self.pending.dead_lettered;
                 self.stats.commits += 1;
+                if let Some(first) = self.first_record {
+                    self.stats.busy = first.elapsed();
+                }
+                self.latencies.add(&self.batch_latencies);
+                self.batch_latencies.clear();
                 self.pending = EngineStats::default();
                 self.committed.extend(std::mem::take(&mut self.next));
                 self.resets.clear();
@@ -524,12 +581,30 @@ impl<'a, T: Task> Core<'a, T> {
         }
     }
 
+    /// Sends the batch's changelog writes (the last value of each key).
+    fn write_changelog(&mut self) -> Result<()> {
+        let Some(changelog) = self.options.changelog_topic.as_deref() else {
+            return Ok(());
+        };
+        for ((partition, key), (payload, timestamp)) in std::mem::take(&mut self.changelog_writes) {
+            let mut record = BaseRecord::to(changelog)
+                .partition(partition)
+                .key(key.as_slice())
+                .payload(payload.as_slice());
+            if let Some(timestamp) = timestamp {
+                record = record.timestamp(timestamp);
+            }
+            self.enqueue(record)?;
+        }
+        Ok(())
+    }
+
     /// Records in each changelog partition the batch advanced where its
     /// input now stands.
     fn write_offset_markers(&self) -> Result<()> {
         if let Some(changelog) = self.options.changelog_topic.as_deref() {
             for (&p, &next) in &self.next {
-                self.send(&changelog::offset_marker(changelog, p, next))?;
+                self.send(&changelog::offset_marker(changelog, p, next), None)?;
             }
         }
         Ok(())
@@ -683,6 +758,8 @@ impl<'a, T: Task> Core<'a, T> {
         self.task.rollback();
         self.stats.aborts += 1;
         self.pending = EngineStats::default();
+        self.batch_latencies.clear();
+        self.changelog_writes.clear();
         self.next.clear();
         self.batch_started = None;
         self.at_end.clear();

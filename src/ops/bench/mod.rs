@@ -1,0 +1,605 @@
+//! `orderflow bench`: how close to the broker's limit orderflow runs, measured
+//! side by side with Kafka's own perf tools, on the same broker, in one run.
+//!
+//! In order, each on fresh topics named `orderflow-bench.<stage>.*`:
+//! 1. kafka-producer-perf-test and kafka-consumer-perf-test with records the
+//!    size of our OrderPlaced JSON: the raw limit;
+//! 2. `orderflow produce` alone, then `inventory` alone over the orders it
+//!    wrote, then `analytics` alone over the decisions (each to the end of its
+//!    input, `--exit-at-end`; rates from the service's busy time);
+//! 3. the pipeline end to end: inventory and analytics running, the producer
+//!    publishing `count` orders at full speed, timed until analytics has
+//!    committed the last decision;
+//! 4. the same at a fixed rate, at-least-once and exactly-once, for latency
+//!    from an order's creation to analytics processing it.
+//!
+//! Every orderflow service runs as its own process (`children`) and reports
+//! its events, busy time, latency and peak memory through `--stats-file`.
+//! Counts are checked against what was produced: a run that lost or
+//! duplicated events is an error, not a figure.
+
+mod children;
+pub mod perf_tools;
+pub mod results;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaSettings;
+use crate::domain::generator::{GeneratorConfig, OrderGenerator};
+use crate::error::{Error, Result};
+use crate::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
+use crate::kafka::engine::{dlq_topic, Guarantee};
+use crate::ops::{lag, local_kafka, topics};
+use crate::services::analytics::windows_changelog;
+use crate::services::inventory::stock_changelog;
+use crate::services::stats::RunStats;
+use children::Service;
+use results::{BenchResults, LatencyRun, Setup, Throughput};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Events per throughput run.
+    pub count: u64,
+    /// Orders per second in the latency runs.
+    pub rate: f64,
+    /// Orders in each latency run (at most `count`).
+    pub latency_count: u64,
+    pub partitions: i32,
+    /// The services' commit interval (one transaction per interval).
+    pub commit_interval: Duration,
+    /// Where the report goes (BENCHMARKS.md); None: only printed.
+    pub out: Option<PathBuf>,
+    /// Where the services' logs and stats files go.
+    pub work_dir: PathBuf,
+}
+
+/// Prefix of every topic and group the bench makes.
+const PREFIX: &str = "orderflow-bench";
+/// How often progress is checked: each check asks the group coordinator
+/// for two groups' offsets, a load on the same two cores being measured.
+const POLL: Duration = Duration::from_millis(200);
+/// A stage that makes no progress for this long has failed.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+pub async fn run(
+    settings: &KafkaSettings,
+    options: &BenchOptions,
+    shutdown: &CancellationToken,
+) -> Result<BenchResults> {
+    let script = local_kafka::script();
+    if !script.exists() {
+        return Err(Error::Config(format!(
+            "the bench runs Kafka's perf tools through {}, which is not there",
+            script.display()
+        )));
+    }
+    std::fs::create_dir_all(&options.work_dir).map_err(|cause| Error::Io {
+        action: "creating",
+        path: options.work_dir.clone(),
+        cause,
+    })?;
+    let bench = Bench {
+        settings,
+        options,
+        admin: Admin::connect(settings)?,
+        shutdown,
+    };
+    bench.clean().await?;
+    let generator = GeneratorConfig::default();
+    let record_bytes = mean_record_bytes(&generator);
+    let count = options.count;
+    let mut throughput = Vec::new();
+
+    println!("== Kafka's perf tools: {count} records of {record_bytes} bytes");
+    let perf_topic = format!("{PREFIX}.perf");
+    bench.create_topics(&[&perf_topic]).await?;
+    let produced = perf_tools::producer_perf_test(
+        &script,
+        &settings.brokers,
+        &perf_topic,
+        count,
+        record_bytes,
+    )
+    .await?;
+    throughput.push(row(
+        results::RAW_PRODUCE,
+        produced.records,
+        produced.records_per_second,
+    ));
+    let consumed =
+        perf_tools::consumer_perf_test(&script, &settings.brokers, &perf_topic, count).await?;
+    throughput.push(row(
+        results::RAW_CONSUME,
+        consumed.messages,
+        consumed.messages_per_second,
+    ));
+    bench.check_stop()?;
+
+    println!("== orderflow's services one at a time, each from a full topic");
+    let alone = Stage::new("alone");
+    bench.create_topics(&alone.topics()).await?;
+    let produce = Service::start(
+        settings,
+        &options.work_dir,
+        "produce",
+        &alone.produce_args(count, None),
+    )?
+    .finish()
+    .await?;
+    bench.expect(&produce, count)?;
+    throughput.push(measured(results::PRODUCE, &produce));
+    let inventory = Service::start(
+        settings,
+        &options.work_dir,
+        "inventory",
+        &bench.inventory_args(&alone, Guarantee::ExactlyOnce, true),
+    )?
+    .finish()
+    .await?;
+    bench.expect(&inventory, count)?;
+    throughput.push(measured("orderflow inventory (exactly-once)", &inventory));
+    let analytics = Service::start(
+        settings,
+        &options.work_dir,
+        "analytics",
+        &bench.analytics_args(&alone, Guarantee::ExactlyOnce, true),
+    )?
+    .finish()
+    .await?;
+    bench.expect(&analytics, count)?;
+    throughput.push(measured(results::ANALYTICS_EOS, &analytics));
+    bench.drop_stage(&alone).await?;
+
+    println!("== the pipeline end to end: {count} orders at full speed");
+    let stage = Stage::new("pipeline");
+    let run = bench
+        .pipeline(&stage, Guarantee::ExactlyOnce, count, None)
+        .await?;
+    let mut e2e = row(
+        results::PIPELINE_EOS,
+        count,
+        count as f64 / run.elapsed.as_secs_f64(),
+    );
+    e2e.peak_rss = run.peak_rss();
+    throughput.push(e2e);
+    bench.drop_stage(&stage).await?;
+
+    let mut latency = Vec::new();
+    let latency_count = options.latency_count.min(count).max(1);
+    for (guarantee, label) in [
+        (Guarantee::AtLeastOnce, "at-least-once"),
+        (Guarantee::ExactlyOnce, "exactly-once"),
+    ] {
+        println!(
+            "== latency, {label}: {latency_count} orders at {:.0}/s",
+            options.rate
+        );
+        let stage = Stage::new(&format!("latency-{label}"));
+        let run = bench
+            .pipeline(&stage, guarantee, latency_count, Some(options.rate))
+            .await?;
+        latency.push(LatencyRun {
+            guarantee: label.into(),
+            rate: options.rate,
+            events: latency_count,
+            latency: run.analytics.latency.unwrap_or_default(),
+            commit_interval_ms: options.commit_interval.as_millis() as u64,
+        });
+        bench.drop_stage(&stage).await?;
+    }
+    bench.clean().await?;
+
+    Ok(BenchResults {
+        setup: Setup {
+            machine: machine(),
+            brokers: settings.brokers.clone(),
+            librdkafka: rdkafka::util::get_rdkafka_version().1,
+            count,
+            record_bytes,
+            partitions: options.partitions,
+            settings: bench.settings_described(),
+        },
+        throughput,
+        latency,
+    })
+}
+
+/// The topics and groups of one stage.
+struct Stage {
+    name: String,
+}
+
+impl Stage {
+    fn new(name: &str) -> Self {
+        Self {
+            name: format!("{PREFIX}.{name}"),
+        }
+    }
+
+    fn orders(&self) -> String {
+        format!("{}.orders", self.name)
+    }
+
+    fn inventory(&self) -> String {
+        format!("{}.inventory", self.name)
+    }
+
+    fn metrics(&self) -> String {
+        format!("{}.metrics", self.name)
+    }
+
+    fn inventory_group(&self) -> String {
+        format!("{}.inventory-group", self.name)
+    }
+
+    fn analytics_group(&self) -> String {
+        format!("{}.analytics-group", self.name)
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.orders(), self.inventory(), self.metrics()]
+    }
+
+    fn produce_args(&self, count: u64, rate: Option<f64>) -> Vec<String> {
+        let mut args = vec![
+            "produce".into(),
+            "--orders-topic".into(),
+            self.orders(),
+            "--count".into(),
+            count.to_string(),
+        ];
+        if let Some(rate) = rate {
+            args.extend(["--rate".into(), rate.to_string()]);
+        }
+        args
+    }
+}
+
+/// One pipeline run's measurements.
+struct PipelineRun {
+    /// From starting the producer to analytics having committed every event.
+    elapsed: Duration,
+    produce: RunStats,
+    inventory: RunStats,
+    analytics: RunStats,
+}
+
+impl PipelineRun {
+    fn peak_rss(&self) -> Vec<(String, u64)> {
+        [&self.produce, &self.inventory, &self.analytics]
+            .into_iter()
+            .filter_map(|s| Some((s.service.clone(), s.peak_rss_bytes?)))
+            .collect()
+    }
+}
+
+struct Bench<'a> {
+    settings: &'a KafkaSettings,
+    options: &'a BenchOptions,
+    admin: Admin,
+    shutdown: &'a CancellationToken,
+}
+
+impl Bench<'_> {
+    fn check_stop(&self) -> Result<()> {
+        if self.shutdown.is_cancelled() {
+            Err(Error::Config("bench: stopped".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create_topics<S: AsRef<str>>(&self, names: &[S]) -> Result<()> {
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        topics::ensure(
+            &self.admin,
+            &names,
+            self.options.partitions,
+            BROKER_DEFAULT_REPLICATION,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes what earlier runs left: every `orderflow-bench.*` topic.
+    async fn clean(&self) -> Result<()> {
+        let ours: Vec<String> = self
+            .admin
+            .topics()?
+            .into_iter()
+            .filter(|t| t.starts_with(&format!("{PREFIX}.")))
+            .collect();
+        let names: Vec<&str> = ours.iter().map(String::as_str).collect();
+        self.admin.delete_topics(&names).await
+    }
+
+    /// Deletes a stage's topics (a million records each) and groups.
+    async fn drop_stage(&self, stage: &Stage) -> Result<()> {
+        let (inventory, analytics) = (stage.inventory_group(), stage.analytics_group());
+        let mut names = stage.topics();
+        names.extend([
+            dlq_topic(&stage.orders()),
+            dlq_topic(&stage.inventory()),
+            stock_changelog(&inventory),
+            windows_changelog(&analytics),
+        ]);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.admin.delete_topics(&names).await?;
+        self.admin.delete_groups(&[&inventory, &analytics]).await
+    }
+
+    fn expect(&self, stats: &RunStats, count: u64) -> Result<()> {
+        if stats.events == count {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "bench: {} handled {} events, expected {count}",
+                stats.service, stats.events
+            )))
+        }
+    }
+
+    fn run_args(&self, guarantee: Guarantee, exit_at_end: bool) -> Vec<String> {
+        let mut args = vec![
+            "--guarantee".into(),
+            match guarantee {
+                Guarantee::ExactlyOnce => "exactly-once".into(),
+                Guarantee::AtLeastOnce => "at-least-once".into(),
+            },
+            "--commit-interval-ms".into(),
+            self.options.commit_interval.as_millis().to_string(),
+            "--instance-id".into(),
+            "bench".into(),
+        ];
+        if exit_at_end {
+            args.push("--exit-at-end".into());
+        }
+        args
+    }
+
+    fn inventory_args(
+        &self,
+        stage: &Stage,
+        guarantee: Guarantee,
+        exit_at_end: bool,
+    ) -> Vec<String> {
+        let mut args = vec![
+            "inventory".into(),
+            "--orders-topic".into(),
+            stage.orders(),
+            "--inventory-topic".into(),
+            stage.inventory(),
+            "--group".into(),
+            stage.inventory_group(),
+        ];
+        args.extend(self.run_args(guarantee, exit_at_end));
+        args
+    }
+
+    fn analytics_args(
+        &self,
+        stage: &Stage,
+        guarantee: Guarantee,
+        exit_at_end: bool,
+    ) -> Vec<String> {
+        let report = self
+            .options
+            .work_dir
+            .join(format!("{}.report.txt", stage.name));
+        let mut args = vec![
+            "analytics".into(),
+            "--inventory-topic".into(),
+            stage.inventory(),
+            "--metrics-topic".into(),
+            stage.metrics(),
+            "--group".into(),
+            stage.analytics_group(),
+            "--report".into(),
+            report.display().to_string(),
+        ];
+        args.extend(self.run_args(guarantee, exit_at_end));
+        args
+    }
+
+    /// Runs producer, inventory and analytics at once on fresh topics.
+    async fn pipeline(
+        &self,
+        stage: &Stage,
+        guarantee: Guarantee,
+        count: u64,
+        rate: Option<f64>,
+    ) -> Result<PipelineRun> {
+        self.create_topics(&stage.topics()).await?;
+        let dir = &self.options.work_dir;
+        let mut inventory = Service::start(
+            self.settings,
+            dir,
+            "inventory",
+            &self.inventory_args(stage, guarantee, false),
+        )?;
+        let mut analytics = Service::start(
+            self.settings,
+            dir,
+            "analytics",
+            &self.analytics_args(stage, guarantee, false),
+        )?;
+        // Both must hold their partitions before the clock starts.
+        for group in [stage.inventory_group(), stage.analytics_group()] {
+            self.wait_for(
+                "a consumer group to form",
+                &mut [&mut inventory, &mut analytics],
+                || self.admin.group_is_stable(&group),
+            )
+            .await?;
+        }
+        let started = Instant::now();
+        let produce = Service::start(
+            self.settings,
+            dir,
+            "produce",
+            &stage.produce_args(count, rate),
+        )?
+        .finish()
+        .await?;
+        // Every order is in the log now: drained means done.
+        self.wait_for(
+            "the pipeline to drain",
+            &mut [&mut inventory, &mut analytics],
+            || self.drained(stage),
+        )
+        .await?;
+        let elapsed = started.elapsed();
+        let inventory = inventory.stop().await?;
+        let analytics = analytics.stop().await?;
+        for stats in [&produce, &inventory, &analytics] {
+            self.expect(stats, count)?;
+        }
+        Ok(PipelineRun {
+            elapsed,
+            produce,
+            inventory,
+            analytics,
+        })
+    }
+
+    /// Polls `done` until it holds; fails when a service exits early, when
+    /// the user stops the bench, or after `STALL_LIMIT`.
+    async fn wait_for(
+        &self,
+        what: &str,
+        services: &mut [&mut Service],
+        mut done: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if done()? {
+                return Ok(());
+            }
+            self.check_stop()?;
+            for service in services.iter_mut() {
+                service.check_running()?;
+            }
+            if started.elapsed() > STALL_LIMIT {
+                return Err(Error::Config(format!(
+                    "bench: waited {} s for {what}",
+                    STALL_LIMIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether both groups have committed everything. Inventory is looked at
+    /// first: once it is done its outputs are committed, so analytics being
+    /// done afterwards means it has the last of them.
+    fn drained(&self, stage: &Stage) -> Result<bool> {
+        let done = |group: &str, topic: &str| -> Result<bool> {
+            let lag = lag::measure(&self.admin, group, Some(topic))?;
+            Ok(lag
+                .partitions
+                .iter()
+                .all(|p| p.committed.unwrap_or(0) >= p.log_end))
+        };
+        Ok(done(&stage.inventory_group(), &stage.orders())?
+            && done(&stage.analytics_group(), &stage.inventory())?)
+    }
+
+    fn settings_described(&self) -> Vec<String> {
+        let mut settings = vec![
+            format!(
+                "orderflow services: one process each, commit interval {} ms \
+                 (one transaction per interval, exactly-once), their built-in client settings",
+                self.options.commit_interval.as_millis()
+            ),
+            "Kafka's perf tools: their default client settings".into(),
+            "replication factor: the cluster's default".into(),
+        ];
+        if !self.settings.overrides.is_empty() {
+            let overrides: Vec<String> = self
+                .settings
+                .overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            settings.push(format!(
+                "librdkafka overrides (-X): {}",
+                overrides.join(", ")
+            ));
+        }
+        settings
+    }
+}
+
+fn row(name: &str, events: u64, events_per_second: f64) -> Throughput {
+    Throughput {
+        name: name.into(),
+        events,
+        events_per_second,
+        peak_rss: Vec::new(),
+    }
+}
+
+/// A row from a service's own stats: its events over its busy time.
+fn measured(name: &str, stats: &RunStats) -> Throughput {
+    Throughput {
+        peak_rss: stats
+            .peak_rss_bytes
+            .map(|b| vec![(stats.service.clone(), b)])
+            .unwrap_or_default(),
+        ..row(name, stats.events, stats.events_per_second)
+    }
+}
+
+/// The mean size of an encoded OrderPlaced from `generator`.
+fn mean_record_bytes(generator: &GeneratorConfig) -> usize {
+    const SAMPLE: usize = 1_000;
+    let total: usize = OrderGenerator::new(generator.clone())
+        .take(SAMPLE)
+        .map(|order| order.encode().len())
+        .sum();
+    total / SAMPLE
+}
+
+/// Cores, memory and CPU model, from what Linux tells.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = read_field(Path::new("/proc/meminfo"), "MemTotal:")
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or("memory unknown".into(), |kib| {
+            format!("{:.0} GiB", kib as f64 / (1024.0 * 1024.0))
+        });
+    let cpu = read_field(Path::new("/proc/cpuinfo"), "model name")
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_else(|| "CPU unknown".into());
+    format!("{cores} cores, {memory}, {cpu}; the broker on the same machine")
+}
+
+fn read_field(path: &Path, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    Some(line[name.len()..].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_the_size_of_an_order() {
+        let bytes = mean_record_bytes(&GeneratorConfig::default());
+        assert!((150..400).contains(&bytes), "{bytes}");
+    }
+
+    #[test]
+    fn stage_names_are_prefixed() {
+        let stage = Stage::new("alone");
+        assert_eq!(stage.orders(), "orderflow-bench.alone.orders");
+        assert_eq!(
+            stage.produce_args(5, Some(10.0))[3..],
+            ["--count", "5", "--rate", "10"]
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Kafka's own perf tools, kafka-producer-perf-test and
+//! kafka-consumer-perf-test, run through `scripts/kafka` (the same jars as the
+//! broker), and the figures read from what they print. They measure the raw
+//! limit of the broker on this machine, against which orderflow is judged.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::error::{Error, Result};
+
+/// What kafka-producer-perf-test printed last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProducerPerf {
+    pub records: u64,
+    pub records_per_second: f64,
+}
+
+/// What kafka-consumer-perf-test printed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConsumerPerf {
+    pub messages: u64,
+    /// fetch.nMsg.sec: the rate while fetching, without the group join.
+    pub messages_per_second: f64,
+}
+
+/// Publishes `count` records of `record_bytes` to `topic` as fast as the
+/// tool can, with its default producer settings (acks=all, idempotent).
+pub async fn producer_perf_test(
+    script: &Path,
+    brokers: &str,
+    topic: &str,
+    count: u64,
+    record_bytes: usize,
+) -> Result<ProducerPerf> {
+    let output = run_tool(
+        script,
+        "kafka-producer-perf-test",
+        &[
+            "--topic",
+            topic,
+            "--num-records",
+            &count.to_string(),
+            "--record-size",
+            &record_bytes.to_string(),
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &format!("bootstrap.servers={brokers}"),
+        ],
+    )
+    .await?;
+    parse_producer_perf(&output).ok_or_else(|| unreadable("kafka-producer-perf-test", &output))
+}
+
+/// Reads `count` records from `topic`.
+pub async fn consumer_perf_test(
+    script: &Path,
+    brokers: &str,
+    topic: &str,
+    count: u64,
+) -> Result<ConsumerPerf> {
+    let output = run_tool(
+        script,
+        "kafka-consumer-perf-test",
+        &[
+            "--bootstrap-server",
+            brokers,
+            "--topic",
+            topic,
+            "--messages",
+            &count.to_string(),
+            // Give up rather than hang when the records are not all there.
+            "--timeout",
+            "60000",
+        ],
+    )
+    .await?;
+    parse_consumer_perf(&output).ok_or_else(|| unreadable("kafka-consumer-perf-test", &output))
+}
+
+async fn run_tool(script: &Path, tool: &str, args: &[&str]) -> Result<String> {
+    let output = tokio::process::Command::new(script)
+        .arg(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|cause| Error::Io {
+            action: "running",
+            path: script.to_owned(),
+            cause,
+        })?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(Error::Config(format!(
+            "{tool} failed ({}): {}{}",
+            output.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(stdout)
+}
+
+fn unreadable(tool: &str, output: &str) -> Error {
+    Error::Config(format!("no result in what {tool} printed:\n{output}"))
+}
+
+/// The final summary line: "N records sent, R records/sec (M MB/sec), ...".
+/// (The tool also prints running totals in the same shape; the last wins.)
+pub fn parse_producer_perf(output: &str) -> Option<ProducerPerf> {
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.contains(" records sent, "))?;
+    let mut fields = line.split(", ");
+    let records = fields.next()?.strip_suffix(" records sent")?.parse().ok()?;
+    let rate = fields.next()?.split_whitespace().next()?.parse().ok()?;
+    Some(ProducerPerf {
+        records,
+        records_per_second: rate,
+    })
+}
+
+/// A header line naming the columns, then one line of values.
+pub fn parse_consumer_perf(output: &str) -> Option<ConsumerPerf> {
+    let mut lines = output.lines().skip_while(|l| !l.starts_with("start.time"));
+    let header: Vec<&str> = lines.next()?.split(", ").collect();
+    let values: Vec<&str> = lines.next()?.split(", ").collect();
+    let column = |name: &str| -> Option<f64> {
+        let i = header.iter().position(|h| h.trim() == name)?;
+        values.get(i)?.trim().parse().ok()
+    };
+    Some(ConsumerPerf {
+        messages: column("data.consumed.in.nMsg")? as u64,
+        messages_per_second: column("fetch.nMsg.sec")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_producer_summary() {
+        let output = "\
+186046 records sent, 37186.9 records/sec (8.87 MB/sec), 1498.4 ms avg latency, 1907.0 ms max latency.
+300000 records sent, 47468.4 records/sec (11.32 MB/sec), 1482.99 ms avg latency, 1907.00 ms max latency, 1584 ms 50th, 1832 ms 95th, 1874 ms 99th, 1900 ms 99.9th.
+";
+        assert_eq!(
+            parse_producer_perf(output),
+            Some(ProducerPerf {
+                records: 300_000,
+                records_per_second: 47_468.4
+            })
+        );
+        assert_eq!(parse_producer_perf("Exception in thread main"), None);
+    }
+
+    #[test]
+    fn reads_the_consumer_columns() {
+        let output = "\
+start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-11-25 15:02:00:429, 2026-11-25 15:02:02:301, 71.5256, 38.2081, 300000, 160256.4103, 527, 1345, 53.1789, 223048.3271
+";
+        assert_eq!(
+            parse_consumer_perf(output),
+            Some(ConsumerPerf {
+                messages: 300_000,
+                messages_per_second: 223_048.327_1
+            })
+        );
+        assert_eq!(parse_consumer_perf("start.time, end.time\n"), None);
+    }
+}

@@ -1,0 +1,341 @@
+//! What `orderflow bench` found, as plain data: throughput rows, latency
+//! rows, the issue's targets checked against them, and BENCHMARKS.md.
+//!
+//! Every throughput is shown as a ratio to the raw produce limit (what
+//! kafka-producer-perf-test reached on the same broker in the same run):
+//! absolute numbers depend on the machine, ratios say how close to the
+//! broker's limit orderflow runs.
+
+use std::fmt::Write as _;
+
+use crate::domain::latency::LatencySummary;
+
+/// One throughput measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Throughput {
+    /// What ran, e.g. "orderflow inventory (exactly-once)".
+    pub name: String,
+    pub events: u64,
+    pub events_per_second: f64,
+    /// Peak resident memory of the process(es) measured, where known.
+    pub peak_rss: Vec<(String, u64)>,
+}
+
+/// End-to-end latency at a fixed rate, for one guarantee.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyRun {
+    pub guarantee: String,
+    pub rate: f64,
+    pub events: u64,
+    /// Order creation (the OrderPlaced record's timestamp, which the
+    /// inventory's output carries on) to analytics processing it.
+    pub latency: LatencySummary,
+    pub commit_interval_ms: u64,
+}
+
+/// The machine and settings a run used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    pub machine: String,
+    pub brokers: String,
+    pub librdkafka: String,
+    pub count: u64,
+    pub record_bytes: usize,
+    pub partitions: i32,
+    pub settings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResults {
+    pub setup: Setup,
+    /// The first row is kafka-producer-perf-test: the raw produce limit.
+    pub throughput: Vec<Throughput>,
+    pub latency: Vec<LatencyRun>,
+}
+
+/// A target of the issue, and whether this run met it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub what: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// Row names the targets refer to.
+pub const RAW_PRODUCE: &str = "kafka-producer-perf-test";
+pub const RAW_CONSUME: &str = "kafka-consumer-perf-test";
+pub const PRODUCE: &str = "orderflow produce";
+pub const PIPELINE_EOS: &str = "pipeline end to end (exactly-once)";
+pub const ANALYTICS_EOS: &str = "orderflow analytics (exactly-once)";
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl BenchResults {
+    /// Records/s of kafka-producer-perf-test.
+    pub fn raw_limit(&self) -> Option<f64> {
+        self.row(RAW_PRODUCE).map(|r| r.events_per_second)
+    }
+
+    fn row(&self, name: &str) -> Option<&Throughput> {
+        self.throughput.iter().find(|r| r.name == name)
+    }
+
+    /// `events_per_second` as a share of the raw produce limit.
+    pub fn ratio(&self, events_per_second: f64) -> Option<f64> {
+        self.raw_limit()
+            .filter(|limit| *limit > 0.0)
+            .map(|limit| events_per_second / limit)
+    }
+
+    /// The issue's targets, for the rows this run has.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        let mut ratio_target = |row: &str, at_least: f64, label: &str| {
+            if let Some(ratio) = self.row(row).and_then(|r| self.ratio(r.events_per_second)) {
+                targets.push(Target {
+                    what: format!("{label} >= {at_least} x {RAW_PRODUCE}"),
+                    measured: format!("{ratio:.2} x"),
+                    met: ratio >= at_least,
+                });
+            }
+        };
+        ratio_target(PRODUCE, 0.9, "orderflow produce");
+        ratio_target(PIPELINE_EOS, 0.3, "pipeline, exactly-once,");
+        for run in &self.latency {
+            let bound = run.commit_interval_ms as f64 + 20.0;
+            targets.push(Target {
+                what: format!(
+                    "p99 latency at {:.0}/s, {}, <= commit interval + 20 ms = {bound:.0} ms",
+                    run.rate, run.guarantee
+                ),
+                measured: format!("{:.1} ms", run.latency.p99_ms),
+                met: run.latency.samples > 0 && run.latency.p99_ms <= bound,
+            });
+        }
+        for row in &self.throughput {
+            for (service, bytes) in &row.peak_rss {
+                if service == "analytics" {
+                    let mib = *bytes as f64 / MIB;
+                    targets.push(Target {
+                        what: format!(
+                            "analytics peak RSS < 100 MB after {} events ({})",
+                            row.events, row.name
+                        ),
+                        measured: format!("{mib:.1} MiB"),
+                        met: (*bytes as f64) < 100.0 * 1e6,
+                    });
+                }
+            }
+        }
+        targets
+    }
+
+    /// The whole report, as Markdown: BENCHMARKS.md and the terminal alike.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let s = &self.setup;
+        let _ = writeln!(out, "# orderflow benchmarks\n");
+        let _ = writeln!(
+            out,
+            "Written by `orderflow bench` (see the README's Performance section). \
+             Every figure below comes from one run on one broker; throughput is \
+             also given as a ratio to what Kafka's own kafka-producer-perf-test \
+             reached on that broker in that run.\n"
+        );
+        let _ = writeln!(out, "## Machine and settings\n");
+        let _ = writeln!(out, "- machine: {}", s.machine);
+        let _ = writeln!(out, "- brokers: {}", s.brokers);
+        let _ = writeln!(out, "- librdkafka: {}", s.librdkafka);
+        let _ = writeln!(
+            out,
+            "- {} events per throughput run, {} partitions per topic, records of {} bytes \
+             (the mean OrderPlaced JSON)",
+            group_digits(s.count),
+            s.partitions,
+            s.record_bytes
+        );
+        for setting in &s.settings {
+            let _ = writeln!(out, "- {setting}");
+        }
+
+        let _ = writeln!(out, "\n## Throughput\n");
+        let _ = writeln!(
+            out,
+            "| run | events | events/s | x raw produce | peak RSS |\n|---|---:|---:|---:|---|"
+        );
+        for row in &self.throughput {
+            let ratio = self
+                .ratio(row.events_per_second)
+                .map_or("-".into(), |r| format!("{r:.2}"));
+            let rss = if row.peak_rss.is_empty() {
+                "-".to_owned()
+            } else {
+                row.peak_rss
+                    .iter()
+                    .map(|(service, bytes)| format!("{service} {:.1} MiB", *bytes as f64 / MIB))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {ratio} | {rss} |",
+                row.name,
+                group_digits(row.events),
+                group_digits(row.events_per_second.round() as u64),
+            );
+        }
+
+        if !self.latency.is_empty() {
+            let _ = writeln!(out, "\n## End-to-end latency\n");
+            let _ = writeln!(
+                out,
+                "From an order's creation (its record timestamp, carried onto the inventory's \
+                 output) to analytics processing its stock decision, with producer, inventory \
+                 and analytics running at once.\n"
+            );
+            let _ = writeln!(
+                out,
+                "| guarantee | rate/s | events | p50 ms | p99 ms | p99.9 ms | max ms |\n\
+                 |---|---:|---:|---:|---:|---:|---:|"
+            );
+            for run in &self.latency {
+                let l = &run.latency;
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    run.guarantee,
+                    group_digits(run.rate.round() as u64),
+                    group_digits(l.samples),
+                    l.p50_ms,
+                    l.p99_ms,
+                    l.p999_ms,
+                    l.max_ms
+                );
+            }
+        }
+
+        let targets = self.targets();
+        if !targets.is_empty() {
+            let _ = writeln!(out, "\n## Targets\n");
+            let _ = writeln!(out, "| target | measured | met |\n|---|---:|---|");
+            for t in &targets {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} |",
+                    t.what,
+                    t.measured,
+                    if t.met { "yes" } else { "**no**" }
+                );
+            }
+        }
+        out
+    }
+}
+
+/// 1234567 -> "1,234,567".
+pub fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results() -> BenchResults {
+        let row = |name: &str, eps: f64, rss: Vec<(String, u64)>| Throughput {
+            name: name.into(),
+            events: 1_000_000,
+            events_per_second: eps,
+            peak_rss: rss,
+        };
+        BenchResults {
+            setup: Setup {
+                machine: "2 cores, 24 GiB".into(),
+                brokers: "127.0.0.1:9092".into(),
+                librdkafka: "2.12.1".into(),
+                count: 1_000_000,
+                record_bytes: 250,
+                partitions: 3,
+                settings: vec!["commit interval 100 ms".into()],
+            },
+            throughput: vec![
+                row(RAW_PRODUCE, 100_000.0, vec![]),
+                row(PRODUCE, 95_000.0, vec![("produce".into(), 30 << 20)]),
+                row(
+                    PIPELINE_EOS,
+                    25_000.0,
+                    vec![("analytics".into(), 120_000_000)],
+                ),
+            ],
+            latency: vec![LatencyRun {
+                guarantee: "exactly-once".into(),
+                rate: 20_000.0,
+                events: 200_000,
+                latency: LatencySummary {
+                    samples: 200_000,
+                    p50_ms: 60.0,
+                    p99_ms: 110.0,
+                    p999_ms: 130.0,
+                    max_ms: 150.0,
+                },
+                commit_interval_ms: 100,
+            }],
+        }
+    }
+
+    #[test]
+    fn ratios_are_against_the_raw_produce_limit() {
+        let r = results();
+        assert_eq!(r.raw_limit(), Some(100_000.0));
+        assert_eq!(r.ratio(25_000.0), Some(0.25));
+        let no_raw = BenchResults {
+            throughput: vec![],
+            ..results()
+        };
+        assert_eq!(no_raw.ratio(1.0), None);
+    }
+
+    #[test]
+    fn targets_are_checked() {
+        let targets = results().targets();
+        let met: Vec<(bool, &str)> = targets
+            .iter()
+            .map(|t| (t.met, t.measured.as_str()))
+            .collect();
+        assert_eq!(
+            met,
+            vec![
+                (true, "0.95 x"),
+                (false, "0.25 x"),
+                (true, "110.0 ms"),
+                (false, "114.4 MiB"),
+            ]
+        );
+    }
+
+    #[test]
+    fn markdown_has_every_row() {
+        let md = results().to_markdown();
+        assert!(md.contains("| kafka-producer-perf-test | 1,000,000 | 100,000 | 1.00 | - |"));
+        assert!(md.contains("| orderflow produce | 1,000,000 | 95,000 | 0.95 | produce 30.0 MiB |"));
+        assert!(md.contains("| exactly-once | 20,000 | 200,000 | 60.0 | 110.0 | 130.0 | 150.0 |"));
+        assert!(md.contains("- machine: 2 cores, 24 GiB"));
+        assert!(md.contains("| **no** |"));
+    }
+
+    #[test]
+    fn digits_are_grouped() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1000), "1,000");
+        assert_eq!(group_digits(1_234_567), "1,234,567");
+    }
+}
