@@ -377,6 +377,10 @@ pub struct BenchArgs {
     /// Orders in each latency run (at most --count)
     #[arg(long, default_value_t = 200_000)]
     pub latency_count: u64,
+    /// Also measure analytics' memory after this many events (e.g. 10000000;
+    /// 0: only after 10,000 and --count)
+    #[arg(long, default_value_t = 0)]
+    pub memory_count: u64,
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
     /// The services' commit interval (a transaction per interval)
@@ -388,6 +392,10 @@ pub struct BenchArgs {
     /// Directory for the services' logs and stats files
     #[arg(long, default_value = "target/bench")]
     pub work_dir: PathBuf,
+    /// Prefix of the bench's topics and groups; topics starting with it are
+    /// deleted before and after the run
+    #[arg(long, default_value = crate::ops::bench::DEFAULT_PREFIX)]
+    pub topic_prefix: String,
     /// Never start the local Kafka (scripts/kafka up), even when none answers
     #[arg(long)]
     pub no_local_kafka: bool,
@@ -398,14 +406,19 @@ impl BenchArgs {
         if !(self.rate > 0.0 && self.rate.is_finite()) || self.count == 0 {
             return Err(Error::Config("--rate and --count must be positive".into()));
         }
+        if self.topic_prefix.trim().is_empty() {
+            return Err(Error::Config("--topic-prefix must not be empty".into()));
+        }
         Ok(BenchOptions {
             count: self.count,
             rate: self.rate,
             latency_count: self.latency_count,
+            memory_count: self.memory_count,
             partitions: self.partitions,
             commit_interval: Duration::from_millis(self.commit_interval_ms.max(1)),
             out: (self.out.as_os_str() != "-").then(|| self.out.clone()),
             work_dir: self.work_dir.clone(),
+            prefix: self.topic_prefix.clone(),
         })
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bench;
 mod cli;
 mod dead_letters;
 mod demo;

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::common::{committed_total, json, read_topic, signal, spawn_service, wait_until, Names};
+use crate::common::{
+    committed_total, json, orderflow_ok, read_all, read_topic, signal, spawn_service, wait_until,
+    Names,
+};
 
 #[test]
 fn ten_thousand_orders_flow_end_to_end() {
@@ -60,6 +63,45 @@ fn ten_thousand_orders_flow_end_to_end() {
     let summed: u64 = windows.iter().map(|w| w["orders"].as_u64().unwrap()).sum();
     assert_eq!(summed, 10_000);
     assert!(report["orders_per_minute"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn decisions_carry_their_orders_timestamps_and_stats_are_written() {
+    let names = Names::new("timestamps");
+    names.create_topics();
+    names.produce(300, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let stats_file = dir.path().join("inventory.json");
+    let mut args = names.inventory_args();
+    args.extend([
+        "--exit-at-end",
+        "--stats-file",
+        stats_file.to_str().unwrap(),
+    ]);
+    orderflow_ok(&args);
+
+    // Kafka's console consumer shows each record's timestamp: an order's
+    // decision has the order's, as Kafka Streams carries timestamps on.
+    let timestamps = |topic: &str| -> BTreeMap<String, String> {
+        read_all(topic, "read_committed", &["print.timestamp=true"])
+            .iter()
+            .map(|line| {
+                let fields: Vec<&str> = line.split('\t').collect();
+                let time = fields.iter().find(|f| f.starts_with("CreateTime:"));
+                let key = fields[fields.len() - 2];
+                (key.to_owned(), time.expect("a timestamp").to_string())
+            })
+            .collect()
+    };
+    let orders = timestamps(&names.orders);
+    assert_eq!(orders.len(), 300);
+    assert_eq!(timestamps(&names.inventory), orders);
+
+    let stats = json(&std::fs::read(&stats_file).unwrap());
+    assert_eq!(stats["service"], "inventory");
+    assert_eq!(stats["events"], 300);
+    assert_eq!(stats["latency"]["samples"], 300);
+    assert!(stats["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
 }
 
 #[test]

@@ -124,6 +124,11 @@ pub fn run<T: Task>(
 
 type GroupConsumer = BaseConsumer<GroupEvents>;
 
+/// The engine's consumers' prefetch limit and their pause when it is
+/// reached (see `Core::new`; measured in the README's Performance section).
+const PREFETCH_KBYTES: &str = "16384";
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// A changelog value waiting for its batch's commit, and its timestamp.
 type ChangelogValue = (Vec<u8>, Option<i64>);
 
@@ -188,6 +193,14 @@ impl<'a, T: Task> Core<'a, T> {
                 // fetch committed offsets only once no transaction holding
                 // offsets for them is pending (KIP-447's require_stable).
                 ("isolation.level", "read_committed"),
+                // Prefetch at most 16 MB (librdkafka's default is 64 MB): a
+                // service catching up on a backlog holds a full prefetch
+                // queue, and that queue was most of its memory.
+                ("queued.max.messages.kbytes", PREFETCH_KBYTES),
+                // When the queue is full, fetch again 10 ms later, not after
+                // librdkafka's default second: a busy consumer empties it in
+                // well under that and then sat idle, at half its throughput.
+                ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS),
             ])
             .create_with_context(GroupEvents::default())
             .while_("creating the consumer")?;
@@ -202,6 +215,9 @@ impl<'a, T: Task> Core<'a, T> {
                 ("enable.partition.eof", "true"),
                 // State is only what committed transactions wrote.
                 ("isolation.level", "read_committed"),
+                // As for the group consumer: restoring is catching up too.
+                ("queued.max.messages.kbytes", PREFETCH_KBYTES),
+                ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS),
             ])
             .create_with_context(Logged)
             .while_("creating the changelog reader")?;
@@ -714,6 +730,9 @@ impl<'a, T: Task> Core<'a, T> {
         if !self.next.is_empty() {
             self.send_offsets(consumer)?;
         }
+        // rdkafka's commit_transaction flushes first, with the slow flush
+        // (see `flush`); with nothing left in flight its flush returns at once.
+        self.flush()?;
         // A commit that times out goes on in the background; calling again
         // resumes it (aborting instead would conflict with it). An error that
         // needs an abort is not retriable and ends up in `commit`'s abort.
@@ -723,9 +742,7 @@ impl<'a, T: Task> Core<'a, T> {
     }
 
     fn flush_then_commit(&self, consumer: &GroupConsumer) -> Result<()> {
-        self.producer
-            .flush(self.settings.timeout * 6)
-            .while_("waiting for acknowledgements")?;
+        self.flush()?;
         self.producer.context().check()?;
         if !self.next.is_empty() {
             consumer
@@ -733,6 +750,29 @@ impl<'a, T: Task> Core<'a, T> {
                 .while_("committing offsets")?;
         }
         Ok(())
+    }
+
+    /// Waits until every record sent is acknowledged (or failed).
+    ///
+    /// Not `Producer::flush(timeout)`: between its checks, rdkafka's flush
+    /// polls the producer for up to 100 ms, and on a ThreadedProducer the
+    /// events that poll waits for are served by the producer's own thread, so
+    /// every flush took 100 ms, stalling the engine for that long per batch.
+    /// A flush with no timeout still tells librdkafka to send at once,
+    /// without lingering; between those the engine sleeps a millisecond.
+    fn flush(&self) -> Result<()> {
+        let deadline = Instant::now() + self.settings.timeout * 6;
+        loop {
+            match self.producer.flush(Duration::ZERO) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(error) => return Err(error).while_("waiting for acknowledgements"),
+            }
+        }
     }
 
     /// Discards the open batch: aborts its transaction and rolls the task

@@ -1,17 +1,20 @@
 //! `orderflow bench`: how close to the broker's limit orderflow runs, measured
 //! side by side with Kafka's own perf tools, on the same broker, in one run.
 //!
-//! In order, each on fresh topics named `orderflow-bench.<stage>.*`:
-//! 1. kafka-producer-perf-test and kafka-consumer-perf-test with records the
-//!    size of our OrderPlaced JSON: the raw limit;
-//! 2. `orderflow produce` alone, then `inventory` alone over the orders it
+//! In order, each on fresh topics named `orderflow-bench.<stage>.*` (the
+//! prefix is `--topic-prefix`), with records the size of our OrderPlaced JSON:
+//! 1. latency at a fixed rate: kafka-producer-perf-test's send-to-ack for
+//!    reference, then the pipeline at that rate (inventory and analytics
+//!    running, the producer publishing), at-least-once and exactly-once, from
+//!    an order's creation to analytics processing it;
+//! 2. kafka-producer-perf-test and kafka-consumer-perf-test at full speed:
+//!    the raw limit;
+//! 3. `orderflow produce` alone, then `inventory` alone over the orders it
 //!    wrote, then `analytics` alone over the decisions (each to the end of its
 //!    input, `--exit-at-end`; rates from the service's busy time);
-//! 3. the pipeline end to end: inventory and analytics running, the producer
-//!    publishing `count` orders at full speed, timed until analytics has
-//!    committed the last decision;
-//! 4. the same at a fixed rate, at-least-once and exactly-once, for latency
-//!    from an order's creation to analytics processing it.
+//! 4. the pipeline end to end: the producer publishing `count` orders at full
+//!    speed, timed until analytics has committed the last decision;
+//! 5. analytics' peak memory after 10,000 events (and `--memory-count`).
 //!
 //! Every orderflow service runs as its own process (`children`) and reports
 //! its events, busy time, latency and peak memory through `--stats-file`.
@@ -47,6 +50,9 @@ pub struct BenchOptions {
     pub rate: f64,
     /// Orders in each latency run (at most `count`).
     pub latency_count: u64,
+    /// Events for a second memory check of analytics, beside 10,000 and
+    /// `count` (0: none).
+    pub memory_count: u64,
     pub partitions: i32,
     /// The services' commit interval (one transaction per interval).
     pub commit_interval: Duration,
@@ -54,10 +60,12 @@ pub struct BenchOptions {
     pub out: Option<PathBuf>,
     /// Where the services' logs and stats files go.
     pub work_dir: PathBuf,
+    /// Names every topic and group of the bench: `<prefix>.<stage>.*`.
+    pub prefix: String,
 }
 
-/// Prefix of every topic and group the bench makes.
-const PREFIX: &str = "orderflow-bench";
+/// Prefix of every topic and group the bench makes, unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "orderflow-bench";
 /// How often progress is checked: each check asks the group coordinator
 /// for two groups' offsets, a load on the same two cores being measured.
 const POLL: Duration = Duration::from_millis(200);
@@ -91,17 +99,68 @@ pub async fn run(
     let generator = GeneratorConfig::default();
     let record_bytes = mean_record_bytes(&generator);
     let count = options.count;
-    let mut throughput = Vec::new();
+    let perf_topic = format!("{}.perf", options.prefix);
+    let reference_topic = format!("{}.perf-latency", options.prefix);
+    bench
+        .create_topics(&[&perf_topic, &reference_topic])
+        .await?;
+
+    // Latency first, on a quiet broker: the throughput runs write gigabytes
+    // that the broker deletes a minute later and the kernel writes back
+    // meanwhile, which showed as second-long stalls in runs after them.
+    let latency_count = options.latency_count.min(count).max(1);
+    println!(
+        "== latency, {}: {latency_count} records at {:.0}/s",
+        results::RAW_PRODUCE,
+        options.rate
+    );
+    let reference = perf_tools::producer_perf_test(
+        &script,
+        &settings.brokers,
+        &reference_topic,
+        latency_count,
+        record_bytes,
+        Some(options.rate),
+    )
+    .await?;
+    let mut latency = vec![LatencyRun {
+        name: format!("{} (send to ack)", results::RAW_PRODUCE),
+        rate: options.rate,
+        events: reference.records,
+        latency: reference.latency,
+        p99_bound_ms: None,
+    }];
+    for (guarantee, label) in [
+        (Guarantee::AtLeastOnce, "at-least-once"),
+        (Guarantee::ExactlyOnce, "exactly-once"),
+    ] {
+        println!(
+            "== latency, {label}: {latency_count} orders at {:.0}/s",
+            options.rate
+        );
+        let stage = bench.stage(&format!("latency-{label}"));
+        let run = bench
+            .pipeline(&stage, guarantee, latency_count, Some(options.rate))
+            .await?;
+        latency.push(LatencyRun {
+            name: format!("orderflow, {label}"),
+            rate: options.rate,
+            events: latency_count,
+            latency: run.analytics.latency.unwrap_or_default(),
+            p99_bound_ms: Some(options.commit_interval.as_secs_f64() * 1e3 + 20.0),
+        });
+        bench.drop_stage(&stage).await?;
+    }
 
     println!("== Kafka's perf tools: {count} records of {record_bytes} bytes");
-    let perf_topic = format!("{PREFIX}.perf");
-    bench.create_topics(&[&perf_topic]).await?;
+    let mut throughput = Vec::new();
     let produced = perf_tools::producer_perf_test(
         &script,
         &settings.brokers,
         &perf_topic,
         count,
         record_bytes,
+        None,
     )
     .await?;
     throughput.push(row(
@@ -119,42 +178,17 @@ pub async fn run(
     bench.check_stop()?;
 
     println!("== orderflow's services one at a time, each from a full topic");
-    let alone = Stage::new("alone");
-    bench.create_topics(&alone.topics()).await?;
-    let produce = Service::start(
-        settings,
-        &options.work_dir,
-        "produce",
-        &alone.produce_args(count, None),
-    )?
-    .finish()
-    .await?;
-    bench.expect(&produce, count)?;
-    throughput.push(measured(results::PRODUCE, &produce));
-    let inventory = Service::start(
-        settings,
-        &options.work_dir,
-        "inventory",
-        &bench.inventory_args(&alone, Guarantee::ExactlyOnce, true),
-    )?
-    .finish()
-    .await?;
-    bench.expect(&inventory, count)?;
-    throughput.push(measured("orderflow inventory (exactly-once)", &inventory));
-    let analytics = Service::start(
-        settings,
-        &options.work_dir,
-        "analytics",
-        &bench.analytics_args(&alone, Guarantee::ExactlyOnce, true),
-    )?
-    .finish()
-    .await?;
-    bench.expect(&analytics, count)?;
-    throughput.push(measured(results::ANALYTICS_EOS, &analytics));
-    bench.drop_stage(&alone).await?;
+    let alone = bench.one_at_a_time("alone", count).await?;
+    throughput.push(measured(results::PRODUCE, &alone.produce));
+    throughput.push(measured(
+        "orderflow inventory (exactly-once)",
+        &alone.inventory,
+    ));
+    throughput.push(measured(results::ANALYTICS_EOS, &alone.analytics));
+    bench.check_stop()?;
 
     println!("== the pipeline end to end: {count} orders at full speed");
-    let stage = Stage::new("pipeline");
+    let stage = bench.stage("pipeline");
     let run = bench
         .pipeline(&stage, Guarantee::ExactlyOnce, count, None)
         .await?;
@@ -167,28 +201,21 @@ pub async fn run(
     throughput.push(e2e);
     bench.drop_stage(&stage).await?;
 
-    let mut latency = Vec::new();
-    let latency_count = options.latency_count.min(count).max(1);
-    for (guarantee, label) in [
-        (Guarantee::AtLeastOnce, "at-least-once"),
-        (Guarantee::ExactlyOnce, "exactly-once"),
-    ] {
-        println!(
-            "== latency, {label}: {latency_count} orders at {:.0}/s",
-            options.rate
-        );
-        let stage = Stage::new(&format!("latency-{label}"));
-        let run = bench
-            .pipeline(&stage, guarantee, latency_count, Some(options.rate))
-            .await?;
-        latency.push(LatencyRun {
-            guarantee: label.into(),
-            rate: options.rate,
-            events: latency_count,
-            latency: run.analytics.latency.unwrap_or_default(),
-            commit_interval_ms: options.commit_interval.as_millis() as u64,
-        });
-        bench.drop_stage(&stage).await?;
+    // Analytics' memory must not grow with the events it has seen.
+    for events in [MEMORY_SMALL, options.memory_count] {
+        if events == 0 || events == count {
+            continue;
+        }
+        println!("== analytics' memory after {events} events");
+        let run = bench.one_at_a_time("memory", events).await?;
+        throughput.push(measured(
+            &format!(
+                "{} after {} events",
+                results::ANALYTICS_EOS,
+                results::group_digits(events)
+            ),
+            &run.analytics,
+        ));
     }
     bench.clean().await?;
 
@@ -213,9 +240,9 @@ struct Stage {
 }
 
 impl Stage {
-    fn new(name: &str) -> Self {
+    fn new(prefix: &str, name: &str) -> Self {
         Self {
-            name: format!("{PREFIX}.{name}"),
+            name: format!("{prefix}.{name}"),
         }
     }
 
@@ -258,6 +285,16 @@ impl Stage {
     }
 }
 
+/// The small end of analytics' memory check: 10,000 events.
+const MEMORY_SMALL: u64 = 10_000;
+
+/// Each service's stats from running one after the other.
+struct OneAtATime {
+    produce: RunStats,
+    inventory: RunStats,
+    analytics: RunStats,
+}
+
 /// One pipeline run's measurements.
 struct PipelineRun {
     /// From starting the producer to analytics having committed every event.
@@ -284,6 +321,10 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    fn stage(&self, name: &str) -> Stage {
+        Stage::new(&self.options.prefix, name)
+    }
+
     fn check_stop(&self) -> Result<()> {
         if self.shutdown.is_cancelled() {
             Err(Error::Config("bench: stopped".into()))
@@ -304,13 +345,13 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Deletes what earlier runs left: every `orderflow-bench.*` topic.
+    /// Deletes what earlier runs left: every `<prefix>.*` topic.
     async fn clean(&self) -> Result<()> {
         let ours: Vec<String> = self
             .admin
             .topics()?
             .into_iter()
-            .filter(|t| t.starts_with(&format!("{PREFIX}.")))
+            .filter(|t| t.starts_with(&format!("{}.", self.options.prefix)))
             .collect();
         let names: Vec<&str> = ours.iter().map(String::as_str).collect();
         self.admin.delete_topics(&names).await
@@ -402,6 +443,47 @@ impl Bench<'_> {
         ];
         args.extend(self.run_args(guarantee, exit_at_end));
         args
+    }
+
+    /// Runs produce, then inventory over its orders, then analytics over the
+    /// decisions, each to the end of its input, on fresh topics.
+    async fn one_at_a_time(&self, name: &str, count: u64) -> Result<OneAtATime> {
+        let stage = self.stage(name);
+        self.create_topics(&stage.topics()).await?;
+        let dir = &self.options.work_dir;
+        let produce = Service::start(
+            self.settings,
+            dir,
+            "produce",
+            &stage.produce_args(count, None),
+        )?
+        .finish()
+        .await?;
+        self.expect(&produce, count)?;
+        let inventory = Service::start(
+            self.settings,
+            dir,
+            "inventory",
+            &self.inventory_args(&stage, Guarantee::ExactlyOnce, true),
+        )?
+        .finish()
+        .await?;
+        self.expect(&inventory, count)?;
+        let analytics = Service::start(
+            self.settings,
+            dir,
+            "analytics",
+            &self.analytics_args(&stage, Guarantee::ExactlyOnce, true),
+        )?
+        .finish()
+        .await?;
+        self.expect(&analytics, count)?;
+        self.drop_stage(&stage).await?;
+        Ok(OneAtATime {
+            produce,
+            inventory,
+            analytics,
+        })
     }
 
     /// Runs producer, inventory and analytics at once on fresh topics.
@@ -595,7 +677,7 @@ mod tests {
 
     #[test]
     fn stage_names_are_prefixed() {
-        let stage = Stage::new("alone");
+        let stage = Stage::new("orderflow-bench", "alone");
         assert_eq!(stage.orders(), "orderflow-bench.alone.orders");
         assert_eq!(
             stage.produce_args(5, Some(10.0))[3..],

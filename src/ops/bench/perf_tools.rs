@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
+use crate::domain::latency::LatencySummary;
 use crate::error::{Error, Result};
 
 /// What kafka-producer-perf-test printed last.
@@ -13,6 +14,8 @@ use crate::error::{Error, Result};
 pub struct ProducerPerf {
     pub records: u64,
     pub records_per_second: f64,
+    /// Send to acknowledgement.
+    pub latency: LatencySummary,
 }
 
 /// What kafka-consumer-perf-test printed.
@@ -23,14 +26,16 @@ pub struct ConsumerPerf {
     pub messages_per_second: f64,
 }
 
-/// Publishes `count` records of `record_bytes` to `topic` as fast as the
-/// tool can, with its default producer settings (acks=all, idempotent).
+/// Publishes `count` records of `record_bytes` to `topic`, at `rate` per
+/// second or as fast as the tool can, with its default producer settings
+/// (acks=all, idempotent).
 pub async fn producer_perf_test(
     script: &Path,
     brokers: &str,
     topic: &str,
     count: u64,
     record_bytes: usize,
+    rate: Option<f64>,
 ) -> Result<ProducerPerf> {
     let output = run_tool(
         script,
@@ -43,7 +48,7 @@ pub async fn producer_perf_test(
             "--record-size",
             &record_bytes.to_string(),
             "--throughput",
-            "-1",
+            &rate.map_or("-1".into(), |r| format!("{r:.0}")),
             "--producer-props",
             &format!("bootstrap.servers={brokers}"),
         ],
@@ -116,9 +121,23 @@ pub fn parse_producer_perf(output: &str) -> Option<ProducerPerf> {
     let mut fields = line.split(", ");
     let records = fields.next()?.strip_suffix(" records sent")?.parse().ok()?;
     let rate = fields.next()?.split_whitespace().next()?.parse().ok()?;
+    // "... 523.00 ms max latency, 3 ms 50th, 80 ms 95th, 93 ms 99th, 103 ms 99.9th."
+    let ms = |suffix: &str| -> Option<f64> {
+        let field = line
+            .split(", ")
+            .find(|f| f.trim_end_matches('.').ends_with(suffix))?;
+        field.split_whitespace().next()?.parse().ok()
+    };
     Some(ProducerPerf {
         records,
         records_per_second: rate,
+        latency: LatencySummary {
+            samples: records,
+            p50_ms: ms(" ms 50th")?,
+            p99_ms: ms(" ms 99th")?,
+            p999_ms: ms(" ms 99.9th")?,
+            max_ms: ms(" ms max latency")?,
+        },
     })
 }
 
@@ -151,7 +170,14 @@ mod tests {
             parse_producer_perf(output),
             Some(ProducerPerf {
                 records: 300_000,
-                records_per_second: 47_468.4
+                records_per_second: 47_468.4,
+                latency: LatencySummary {
+                    samples: 300_000,
+                    p50_ms: 1584.0,
+                    p99_ms: 1874.0,
+                    p999_ms: 1900.0,
+                    max_ms: 1907.0,
+                }
             })
         );
         assert_eq!(parse_producer_perf("Exception in thread main"), None);

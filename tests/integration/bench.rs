@@ -1,0 +1,99 @@
+//! `orderflow bench` as a smoke test: every stage runs on the real broker
+//! with a small count and the table comes out. Its figures are not judged
+//! here (tests never assert timings); its counts are, and what it leaves.
+
+use crate::common::{kafka_tool, orderflow_ok, unique};
+
+#[test]
+fn bench_runs_every_stage_and_writes_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("BENCHMARKS.md");
+    let work = dir.path().join("work");
+    let prefix = unique("bench");
+    let stdout = orderflow_ok(&[
+        "bench",
+        "--count",
+        "3000",
+        "--latency-count",
+        "2000",
+        "--rate",
+        "2000",
+        "--topic-prefix",
+        &prefix,
+        "--out",
+        out.to_str().unwrap(),
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--no-local-kafka",
+    ]);
+    let table = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        stdout.contains(&table),
+        "the table is printed too:\n{stdout}"
+    );
+
+    // Every throughput row ran its events and measured a rate.
+    for name in [
+        "kafka-producer-perf-test",
+        "kafka-consumer-perf-test",
+        "orderflow produce",
+        "orderflow inventory (exactly-once)",
+        "orderflow analytics (exactly-once)",
+        "pipeline end to end (exactly-once)",
+    ] {
+        let cells = row(&table, name);
+        assert_eq!(cells[1], "3,000", "{name}: {cells:?}");
+        assert!(number(&cells[2]) > 0.0, "{name}: {cells:?}");
+    }
+    let memory = row(
+        &table,
+        "orderflow analytics (exactly-once) after 10,000 events",
+    );
+    assert_eq!(memory[1], "10,000");
+    assert!(memory[4].starts_with("analytics "), "{memory:?}");
+
+    // The latency runs: every order's latency recorded, percentiles in order.
+    for name in [
+        "orderflow, at-least-once",
+        "orderflow, exactly-once",
+        "kafka-producer-perf-test (send to ack)",
+    ] {
+        let cells = row(&table, name);
+        assert_eq!(cells[2], "2,000", "{name}: {cells:?}");
+        let (p50, p99, max) = (number(&cells[3]), number(&cells[4]), number(&cells[6]));
+        assert!(p50 <= p99 && p99 <= max, "{name}: {cells:?}");
+    }
+    assert!(table.contains("## Targets"), "{table}");
+
+    // The services' own stats files of the last stage.
+    let analytics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("analytics.json")).unwrap()).unwrap();
+    assert_eq!(analytics["events"], 10_000);
+    assert_eq!(analytics["latency"]["samples"], 10_000);
+    assert!(analytics["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+
+    // It cleaned up after itself: no topic of its prefix is left.
+    let topics = kafka_tool("kafka-topics", &["--list"]);
+    let left: Vec<&str> = topics.lines().filter(|t| t.starts_with(&prefix)).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The cells of the table row whose first cell is `name`.
+fn row(table: &str, name: &str) -> Vec<String> {
+    table
+        .lines()
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells[0] == name)
+        .unwrap_or_else(|| panic!("no row {name:?} in\n{table}"))
+}
+
+fn number(cell: &str) -> f64 {
+    cell.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {cell:?}"))
+}
