@@ -90,6 +90,32 @@ impl Windows {
         }
     }
 
+    /// Removes the windows that are closed (their end plus `grace_ms` at or
+    /// before stream time) and returns them, oldest first. Once handed out by
+    /// `record`, a closed window's counts are final: a service keeps them
+    /// elsewhere (`ClosedWindows`), and these stay small, holding only the
+    /// windows still open.
+    pub fn evict_closed(&mut self, grace_ms: i64) -> Vec<(i64, WindowCounts)> {
+        let Some(now) = self.stream_time else {
+            return Vec::new();
+        };
+        let first_open = now
+            .saturating_sub(WINDOW_MS)
+            .saturating_sub(grace_ms)
+            .saturating_add(1);
+        let open = self.by_start.split_off(&first_open);
+        std::mem::replace(&mut self.by_start, open)
+            .into_iter()
+            .collect()
+    }
+
+    /// Adds `counts` into the window starting at `start`.
+    pub fn add(&mut self, start: i64, counts: WindowCounts) {
+        let mine = self.by_start.entry(start).or_default();
+        mine.orders += counts.orders;
+        mine.failed += counts.failed;
+    }
+
     /// Counts of the window starting at `start` (ms since the epoch).
     pub fn get(&self, start: i64) -> WindowCounts {
         self.by_start.get(&start).copied().unwrap_or_default()
@@ -123,10 +149,8 @@ impl Windows {
     /// Adds every window of `other` into these (windows of different
     /// partitions): counts and late events add up, stream time is the later.
     pub fn merge(&mut self, other: &Windows) {
-        for (&start, counts) in &other.by_start {
-            let mine = self.by_start.entry(start).or_default();
-            mine.orders += counts.orders;
-            mine.failed += counts.failed;
+        for (&start, &counts) in &other.by_start {
+            self.add(start, counts);
         }
         self.late += other.late;
         self.stream_time = self.stream_time.max(other.stream_time);
@@ -141,6 +165,35 @@ impl Windows {
 
     pub fn is_empty(&self) -> bool {
         self.by_start.is_empty()
+    }
+}
+
+/// Final counts of closed windows, oldest first, with the ones appended
+/// since the last commit set apart: a rollback drops them. Kept out of the
+/// working/committed copies of a service's state (which a commit copies), at
+/// 24 bytes a window.
+#[derive(Debug, Default, Clone)]
+pub struct ClosedWindows {
+    rows: Vec<(i64, WindowCounts)>,
+    committed: usize,
+}
+
+impl ClosedWindows {
+    pub fn extend(&mut self, closed: impl IntoIterator<Item = (i64, WindowCounts)>) {
+        self.rows.extend(closed);
+    }
+
+    pub fn commit(&mut self) {
+        self.committed = self.rows.len();
+    }
+
+    pub fn rollback(&mut self) {
+        self.rows.truncate(self.committed);
+    }
+
+    /// The committed rows.
+    pub fn committed(&self) -> &[(i64, WindowCounts)] {
+        &self.rows[..self.committed]
     }
 }
 
@@ -276,6 +329,42 @@ mod tests {
         );
         assert_eq!(a.iter().count(), 2);
         assert_eq!(a.stream_time(), Some(ms("2026-01-01T00:05:00Z")));
+    }
+
+    #[test]
+    fn closed_windows_leave_and_their_log_rolls_back() {
+        let mut windows = Windows::default();
+        let mut log = ClosedWindows::default();
+        windows.record(at("2026-01-01T00:00:01Z"), true, GRACE);
+        windows.record(at("2026-01-01T00:01:01Z"), false, GRACE);
+        // Nothing has closed yet.
+        assert!(windows.evict_closed(GRACE).is_empty());
+        // Closes 00:00 (at 00:01:10), not yet 00:01 (at 00:02:10).
+        windows.record(at("2026-01-01T00:02:09Z"), false, GRACE);
+        let closed = windows.evict_closed(GRACE);
+        assert_eq!(
+            closed,
+            vec![(
+                ms("2026-01-01T00:00:00Z"),
+                WindowCounts {
+                    orders: 1,
+                    failed: 1
+                }
+            )]
+        );
+        // Only open windows are left; a straggler for the closed one is late.
+        assert_eq!(windows.iter().count(), 2);
+        assert_eq!(
+            windows.record(at("2026-01-01T00:00:30Z"), false, GRACE),
+            Recorded::Late
+        );
+        log.extend(closed);
+        log.commit();
+        log.extend(windows.evict_closed(GRACE));
+        log.extend([(ms("2026-01-01T00:09:00Z"), WindowCounts::default())]);
+        log.rollback();
+        assert_eq!(log.committed().len(), 1);
+        assert_eq!(log.rows.len(), 1);
     }
 
     #[test]

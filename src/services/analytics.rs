@@ -15,6 +15,9 @@
 //! transaction, so downstream users see each window once per partition; an
 //! event for a window already closed is counted in the report's
 //! `late_events`. Stream time and the late count are in the changelog too.
+//! A closed window leaves the working state (which every commit copies) for
+//! an append-only list of final counts, 24 bytes a window, kept for the
+//! report: memory follows the minutes of event time covered, not the events.
 //!
 //! An event that is not a valid `InventoryChecked` is dead-lettered to
 //! `<inventory-topic>.DLQ` and counted in the report's `malformed_events`.
@@ -27,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::KafkaSettings;
 use crate::domain::events::{InventoryChecked, WindowClosed};
 use crate::domain::report::Report;
-use crate::domain::windows::{Recorded, WindowCounts, Windows};
+use crate::domain::windows::{ClosedWindows, Recorded, WindowCounts, Windows};
 use crate::error::{Error, Result};
 use crate::kafka::admin::{Admin, TopicSpec};
 use crate::kafka::engine::{self, EngineOptions, EngineStats, Guarantee};
@@ -116,6 +119,7 @@ pub async fn run(
         grace_ms: i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX / 2),
         throttle: options.throttle,
         state: Versioned::default(),
+        closed: BTreeMap::new(),
     };
     let (settings, stop) = (settings.clone(), shutdown.clone());
     tokio::task::spawn_blocking(move || {
@@ -129,7 +133,7 @@ pub async fn run(
     .map_err(|e| Error::Config(format!("the analytics engine failed: {e}")))?
 }
 
-/// Window counts per assigned partition of the inventory topic.
+/// Open windows per assigned partition of the inventory topic.
 #[derive(Debug, Clone, Default)]
 struct AnalyticsState {
     windows: BTreeMap<i32, Windows>,
@@ -142,6 +146,8 @@ struct AnalyticsTask {
     grace_ms: i64,
     throttle: Duration,
     state: Versioned<AnalyticsState>,
+    /// Closed windows per assigned partition.
+    closed: BTreeMap<i32, ClosedWindows>,
 }
 
 impl AnalyticsTask {
@@ -151,6 +157,11 @@ impl AnalyticsTask {
         let mut all = Windows::default();
         for windows in state.windows.values() {
             all.merge(windows);
+        }
+        for closed in self.closed.values() {
+            for &(start, counts) in closed.committed() {
+                all.add(start, counts);
+            }
         }
         Report::from_windows(&all, state.malformed.values().sum())
     }
@@ -188,6 +199,7 @@ impl Task for AnalyticsTask {
             s.windows.insert(partition, Windows::default());
             s.malformed.insert(partition, 0);
         });
+        self.closed.insert(partition, ClosedWindows::default());
     }
 
     fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]) {
@@ -235,6 +247,7 @@ impl Task for AnalyticsTask {
             s.windows.remove(&partition);
             s.malformed.remove(&partition);
         });
+        self.closed.remove(&partition);
     }
 
     fn process(
@@ -259,6 +272,10 @@ impl Task for AnalyticsTask {
             Recorded::Counted { window, closed } => {
                 let counts = windows.get(window);
                 let stream_time = windows.stream_time().unwrap_or(window);
+                // Those closed now, and after a restore the windows that had
+                // closed before it, leave the working state.
+                let evicted = windows.evict_closed(self.grace_ms);
+                self.closed.entry(partition).or_default().extend(evicted);
                 let key = window.to_string();
                 out.push(self.changelog_record(partition, key.as_bytes(), counts));
                 out.push(self.changelog_record(partition, STREAM_TIME_KEY, stream_time));
@@ -287,9 +304,11 @@ impl Task for AnalyticsTask {
 
     fn commit(&mut self) {
         self.state.commit();
+        self.closed.values_mut().for_each(ClosedWindows::commit);
     }
 
     fn rollback(&mut self) {
         self.state.rollback();
+        self.closed.values_mut().for_each(ClosedWindows::rollback);
     }
 }
