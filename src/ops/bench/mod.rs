@@ -450,40 +450,39 @@ impl Bench<'_> {
     async fn one_at_a_time(&self, name: &str, count: u64) -> Result<OneAtATime> {
         let stage = self.stage(name);
         self.create_topics(&stage.topics()).await?;
-        let dir = &self.options.work_dir;
-        let produce = Service::start(
-            self.settings,
-            dir,
-            "produce",
-            &stage.produce_args(count, None),
-        )?
-        .finish()
-        .await?;
-        self.expect(&produce, count)?;
-        let inventory = Service::start(
-            self.settings,
-            dir,
-            "inventory",
-            &self.inventory_args(&stage, Guarantee::ExactlyOnce, true),
-        )?
-        .finish()
-        .await?;
-        self.expect(&inventory, count)?;
-        let analytics = Service::start(
-            self.settings,
-            dir,
-            "analytics",
-            &self.analytics_args(&stage, Guarantee::ExactlyOnce, true),
-        )?
-        .finish()
-        .await?;
-        self.expect(&analytics, count)?;
+        let produce = self
+            .run_to_end("produce", &stage.produce_args(count, None), count)
+            .await?;
+        let inventory = self
+            .run_to_end(
+                "inventory",
+                &self.inventory_args(&stage, Guarantee::ExactlyOnce, true),
+                count,
+            )
+            .await?;
+        let analytics = self
+            .run_to_end(
+                "analytics",
+                &self.analytics_args(&stage, Guarantee::ExactlyOnce, true),
+                count,
+            )
+            .await?;
         self.drop_stage(&stage).await?;
         Ok(OneAtATime {
             produce,
             inventory,
             analytics,
         })
+    }
+
+    /// Runs a service that stops on its own, and checks it handled `count`
+    /// events.
+    async fn run_to_end(&self, name: &str, args: &[String], count: u64) -> Result<RunStats> {
+        let stats = Service::start(self.settings, &self.options.work_dir, name, args)?
+            .finish()
+            .await?;
+        self.expect(&stats, count)?;
+        Ok(stats)
     }
 
     /// Runs producer, inventory and analytics at once on fresh topics.
@@ -518,14 +517,9 @@ impl Bench<'_> {
             .await?;
         }
         let started = Instant::now();
-        let produce = Service::start(
-            self.settings,
-            dir,
-            "produce",
-            &stage.produce_args(count, rate),
-        )?
-        .finish()
-        .await?;
+        let produce = self
+            .run_to_end("produce", &stage.produce_args(count, rate), count)
+            .await?;
         // Every order is in the log now: drained means done.
         self.wait_for(
             "the pipeline to drain",
@@ -536,9 +530,8 @@ impl Bench<'_> {
         let elapsed = started.elapsed();
         let inventory = inventory.stop().await?;
         let analytics = analytics.stop().await?;
-        for stats in [&produce, &inventory, &analytics] {
-            self.expect(stats, count)?;
-        }
+        self.expect(&inventory, count)?;
+        self.expect(&analytics, count)?;
         Ok(PipelineRun {
             elapsed,
             produce,
