@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::config::{parse_override, KafkaSettings};
 use crate::domain::generator::GeneratorConfig;
@@ -16,7 +16,7 @@ use crate::domain::stock::StockConfig;
 use crate::error::{Error, Result};
 use crate::kafka::engine::Guarantee;
 use crate::ops::bench::BenchOptions;
-use crate::ops::replay::ResetTarget;
+use crate::ops::replay::{parse_duration, ResetTarget};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -294,6 +294,7 @@ pub struct AnalyticsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["to", "by_duration", "shift_by"])))]
 pub struct ReplayArgs {
     /// Consumer group whose offsets to reset
     #[arg(long)]
@@ -303,10 +304,32 @@ pub struct ReplayArgs {
     pub topic: String,
     /// earliest, latest, an RFC 3339 time, or offset:<n>
     #[arg(long)]
-    pub to: ResetTarget,
+    pub to: Option<ResetTarget>,
+    /// To the first message this long before now: 10m, 1h30m, 2d, or ISO 8601 (PT10M)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub by_duration: Option<std::time::Duration>,
+    /// Move the committed offsets by N (negative: back), within the log
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
+    /// Also write the plan as CSV ("topic",partition,offset), the format of
+    /// kafka-consumer-groups --export and --from-file
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
     /// Apply the plan (without it, only show it)
     #[arg(long)]
     pub execute: bool,
+}
+
+impl ReplayArgs {
+    pub fn target(&self) -> ResetTarget {
+        match (self.to, self.by_duration, self.shift_by) {
+            (Some(to), _, _) => to,
+            (_, Some(ago), _) => ResetTarget::Ago(ago),
+            (_, _, Some(n)) => ResetTarget::ShiftBy(n),
+            // clap's group requires exactly one of them.
+            (None, None, None) => unreachable!("clap requires a target"),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

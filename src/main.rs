@@ -145,8 +145,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay(args) => {
             let admin = Admin::connect(&settings)?;
-            let plan = replay::plan(&admin, &args.group, &args.topic, args.to)?;
+            let plan = replay::plan(&admin, &args.group, &args.topic, args.target())?;
             print!("{}", plan.to_text());
+            if let Some(path) = &args.export {
+                std::fs::write(path, plan.to_csv())
+                    .with_context(|| format!("writing the plan to {}", path.display()))?;
+                println!("plan written to {}", path.display());
+            }
             if args.execute {
                 replay::execute(&admin, &plan).await?;
                 println!(

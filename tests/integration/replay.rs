@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::common::{
-    caught_up, describe_group, json, orderflow_command, orderflow_ok, run, signal, spawn_service,
-    wait_until, Names,
+    caught_up, describe_group, json, kafka_tool, orderflow_command, orderflow_ok, run, signal,
+    spawn_service, wait_until, Names,
 };
 
 fn replay(names: &Names, to: &str, execute: bool) -> std::process::Output {
@@ -143,4 +143,109 @@ fn replay_is_refused_while_the_group_is_active() {
         "--execute",
     ]);
     assert_eq!(committed(&names.analytics_group), vec![Some(0); 3]);
+}
+
+#[test]
+fn shift_by_and_export_match_kafka_consumer_groups() {
+    let names = Names::new("replay-shift");
+    names.create_topics();
+    names.produce(300, 4);
+    names.inventory();
+    let dir = tempfile::tempdir().unwrap();
+    names.analytics_json(dir.path(), "all.json");
+
+    // Kafka's own tool computes the same reset, as CSV, without applying it.
+    let theirs = kafka_tool(
+        "kafka-consumer-groups",
+        &[
+            "--reset-offsets",
+            "--group",
+            &names.analytics_group,
+            "--topic",
+            &names.inventory,
+            "--shift-by",
+            "-40",
+            "--dry-run",
+            "--export",
+        ],
+    );
+    let export = dir.path().join("plan.csv");
+    orderflow_ok(&[
+        "replay",
+        "--group",
+        &names.analytics_group,
+        "--topic",
+        &names.inventory,
+        "--shift-by",
+        "-40",
+        "--export",
+        export.to_str().unwrap(),
+    ]);
+    let ours = std::fs::read_to_string(&export).unwrap();
+    let lines = |text: &str| -> Vec<String> {
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("\"{}\",", names.inventory)))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(lines(&ours).len(), 3, "{ours}");
+    assert_eq!(lines(&ours), lines(&theirs));
+
+    // Applied: every partition 40 back from where it was.
+    let before = committed(&names.analytics_group);
+    orderflow_ok(&[
+        "replay",
+        "--group",
+        &names.analytics_group,
+        "--topic",
+        &names.inventory,
+        "--shift-by",
+        "-40",
+        "--execute",
+    ]);
+    let expected: Vec<Option<i64>> = before.iter().map(|c| c.map(|c| c - 40)).collect();
+    assert_eq!(committed(&names.analytics_group), expected);
+}
+
+#[test]
+fn by_duration_resets_to_the_first_message_that_recent() {
+    let names = Names::new("replay-ago");
+    names.create_topics();
+    names.produce(200, 6);
+    names.inventory();
+    // Where the second batch starts, per partition.
+    let first_batch_ends: Vec<Option<i64>> = describe_group(&names.inventory_group)
+        .iter()
+        .map(|r| Some(r.log_end))
+        .collect();
+    std::thread::sleep(Duration::from_secs(15));
+    names.produce(150, 7);
+    names.inventory();
+
+    // The second batch is seconds old, the first at least 15 s.
+    orderflow_ok(&[
+        "replay",
+        "--group",
+        &names.inventory_group,
+        "--topic",
+        &names.orders,
+        "--by-duration",
+        "10s",
+        "--execute",
+    ]);
+    assert_eq!(committed(&names.inventory_group), first_batch_ends);
+
+    let bad = run(orderflow_command(&[
+        "replay",
+        "--group",
+        &names.inventory_group,
+        "--topic",
+        &names.orders,
+        "--by-duration",
+        "10 minutes",
+    ]));
+    assert_eq!(bad.status.code(), Some(2), "clap rejects a bad duration");
 }
