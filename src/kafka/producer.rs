@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
 use crate::config::KafkaSettings;
 use crate::error::{Error, KafkaResultExt, Result};
@@ -36,6 +36,26 @@ pub fn idempotent(settings: &KafkaSettings) -> Result<Producer> {
         ])
         .create_with_context(Logged)
         .while_("creating the producer")
+}
+
+/// Connects `producer` to the leaders of `topic` before the first send.
+///
+/// librdkafka connects lazily: the first records wait in its queue for
+/// the connection, the topic's metadata and (idempotence) a producer id,
+/// close to a second on a busy broker, while their timestamps already run.
+/// Fetching the topic's metadata through the producer does that work
+/// first, so a rate-limited run's first orders are not born late.
+pub async fn connect(producer: &Producer, topic: &str, timeout: Duration) -> Result<()> {
+    let (producer, topic) = (producer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(&topic), timeout)
+            .map(drop)
+            .while_(format!("connecting the producer to {topic}"))
+    })
+    .await
+    .map_err(|e| Error::Config(format!("connecting the producer failed: {e}")))?
 }
 
 /// Hands a record to librdkafka and returns the future of its delivery.

@@ -60,6 +60,7 @@ pub async fn run(
         .await?;
     let producer = producer::idempotent(settings)?;
     let topic = options.topic.as_str();
+    producer::connect(&producer, topic, settings.timeout).await?;
     let started = Instant::now();
     let mut pending = VecDeque::with_capacity(MAX_IN_FLIGHT);
     let mut events = 0;

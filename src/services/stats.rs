@@ -21,7 +21,8 @@ pub struct RunStats {
     /// or commit.
     pub busy_seconds: f64,
     pub events_per_second: f64,
-    /// Record timestamp to processing; absent for the producer.
+    /// Record timestamp to processing, of records created after the service
+    /// had taken over their partition; absent for the producer.
     pub latency: Option<LatencySummary>,
     /// The process's peak resident memory (VmHWM), where the OS tells it.
     pub peak_rss_bytes: Option<u64>,

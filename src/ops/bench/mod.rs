@@ -451,10 +451,11 @@ impl Bench<'_> {
         let stage = self.stage(name);
         self.create_topics(&stage.topics()).await?;
         let produce = self
-            .run_to_end("produce", &stage.produce_args(count, None), count)
+            .run_to_end(&stage, "produce", &stage.produce_args(count, None), count)
             .await?;
         let inventory = self
             .run_to_end(
+                &stage,
                 "inventory",
                 &self.inventory_args(&stage, Guarantee::ExactlyOnce, true),
                 count,
@@ -462,6 +463,7 @@ impl Bench<'_> {
             .await?;
         let analytics = self
             .run_to_end(
+                &stage,
                 "analytics",
                 &self.analytics_args(&stage, Guarantee::ExactlyOnce, true),
                 count,
@@ -475,12 +477,23 @@ impl Bench<'_> {
         })
     }
 
+    /// Starts a service of `stage`; its log and stats files are named
+    /// `<stage>.<service>` in the work directory.
+    fn start(&self, stage: &Stage, service: &str, args: &[String]) -> Result<Service> {
+        let name = format!("{}.{service}", stage.name);
+        Service::start(self.settings, &self.options.work_dir, &name, args)
+    }
+
     /// Runs a service that stops on its own, and checks it handled `count`
     /// events.
-    async fn run_to_end(&self, name: &str, args: &[String], count: u64) -> Result<RunStats> {
-        let stats = Service::start(self.settings, &self.options.work_dir, name, args)?
-            .finish()
-            .await?;
+    async fn run_to_end(
+        &self,
+        stage: &Stage,
+        service: &str,
+        args: &[String],
+        count: u64,
+    ) -> Result<RunStats> {
+        let stats = self.start(stage, service, args)?.finish().await?;
         self.expect(&stats, count)?;
         Ok(stats)
     }
@@ -494,16 +507,13 @@ impl Bench<'_> {
         rate: Option<f64>,
     ) -> Result<PipelineRun> {
         self.create_topics(&stage.topics()).await?;
-        let dir = &self.options.work_dir;
-        let mut inventory = Service::start(
-            self.settings,
-            dir,
+        let mut inventory = self.start(
+            stage,
             "inventory",
             &self.inventory_args(stage, guarantee, false),
         )?;
-        let mut analytics = Service::start(
-            self.settings,
-            dir,
+        let mut analytics = self.start(
+            stage,
             "analytics",
             &self.analytics_args(stage, guarantee, false),
         )?;
@@ -518,7 +528,7 @@ impl Bench<'_> {
         }
         let started = Instant::now();
         let produce = self
-            .run_to_end("produce", &stage.produce_args(count, rate), count)
+            .run_to_end(stage, "produce", &stage.produce_args(count, rate), count)
             .await?;
         // Every order is in the log now: drained means done.
         self.wait_for(
