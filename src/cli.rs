@@ -27,8 +27,18 @@ use crate::ops::replay::{parse_duration, ResetTarget};
 pub struct Cli {
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Logs on stderr as text, or one JSON object a line
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Connection flags every subcommand takes.

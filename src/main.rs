@@ -11,7 +11,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
-use orderflow::cli::{Cli, Command};
+use orderflow::cli::{Cli, Command, LogFormat};
 use orderflow::config::KafkaSettings;
 use orderflow::domain::report::Format;
 use orderflow::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
@@ -38,15 +38,23 @@ fn main() -> ExitCode {
         Ok(filter) if !filter.trim().is_empty() => EnvFilter::new(filter),
         _ => EnvFilter::new(default_filter),
     };
-    tracing_subscriber::fmt()
+    let log_format = cli.log_format;
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    match log_format {
+        LogFormat::Text => logs.init(),
+        // One JSON object a line, for log shippers.
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            match log_format {
+                LogFormat::Text => eprintln!("error: {error:#}"),
+                LogFormat::Json => tracing::error!(error = %format!("{error:#}"), "failed"),
+            }
             ExitCode::FAILURE
         }
     }

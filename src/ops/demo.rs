@@ -4,8 +4,8 @@
 //! 1. `run1.txt`/`run1.json`: N orders flow through inventory into analytics;
 //! 2. `run2.txt`/`run2.json`: the analytics group is reset to the earliest
 //!    offset and re-reads history into a byte-identical report;
-//! 3. `lag.csv`: with analytics throttled, a burst of orders builds up lag,
-//!    sampled every second as it grows and drains.
+//! 3. `lag.csv` and its chart `lag.svg`: with analytics throttled, a burst of
+//!    orders builds up lag, sampled every second as it grows and drains.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use crate::domain::stock::StockConfig;
 use crate::error::{Error, Result};
 use crate::kafka::admin::Admin;
 use crate::kafka::engine::{dlq_topic, Guarantee};
+use crate::ops::lag_chart::{self, LagSample};
 use crate::ops::{lag, replay, topics};
 use crate::services::analytics::{self, windows_changelog, AnalyticsOptions};
 use crate::services::inventory::{self, stock_changelog, InventoryOptions, InventorySummary};
@@ -143,8 +144,9 @@ pub async fn run(
     );
     let (peak_lag, final_lag) = lag_run(settings, &admin, options, shutdown).await?;
     println!(
-        "   peak lag {peak_lag}, final lag {final_lag}; samples in {}",
-        out.join("lag.csv").display()
+        "   peak lag {peak_lag}, final lag {final_lag}; samples in {}, chart in {}",
+        out.join("lag.csv").display(),
+        out.join("lag.svg").display()
     );
 
     Ok(DemoOutcome {
@@ -256,6 +258,7 @@ async fn lag_run(
     let mut last_total = -1;
     let mut sampler = tokio::time::interval(SAMPLE);
     sampler.tick().await; // the first tick is immediate
+    let mut chart = Vec::new();
     let mut sample = || -> Result<i64> {
         let sample = lag::measure(
             admin,
@@ -280,6 +283,15 @@ async fn lag_run(
             sample.total_lag,
             per_partition.join(" ")
         );
+        chart.push(LagSample {
+            elapsed_s: elapsed,
+            partitions: sample
+                .partitions
+                .iter()
+                .map(|p| p.lag.unwrap_or(0))
+                .collect(),
+            total: sample.total_lag,
+        });
         Ok(sample.total_lag)
     };
     let final_lag = loop {
@@ -300,6 +312,13 @@ async fn lag_run(
             break total;
         }
     };
+    let svg_path = options.out.join("lag.svg");
+    let title = format!(
+        "lag of group {} on {}, analytics throttled",
+        options.analytics_group, options.inventory_topic
+    );
+    std::fs::write(&svg_path, lag_chart::render(&title, &partitions, &chart))
+        .map_err(|e| io_error("writing", &svg_path, e))?;
     producer.await.map_err(join_error)??;
     pipeline.stop().await?;
     Ok((peak, final_lag))

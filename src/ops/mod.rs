@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod demo;
 pub mod lag;
+pub mod lag_chart;
 pub mod local_kafka;
 pub mod replay;
 pub mod topics;

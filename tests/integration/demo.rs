@@ -44,4 +44,19 @@ fn demo_runs_end_to_end_with_identical_replay_and_drained_lag() {
         .collect();
     assert!(totals.iter().any(|&t| t > 0), "lag built up: {csv}");
     assert_eq!(totals.last(), Some(&0), "lag drained: {csv}");
+
+    // The chart draws the same samples: one point of the total per row.
+    let svg = std::fs::read_to_string(out.path().join("lag.svg")).unwrap();
+    assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+    let total = svg
+        .lines()
+        .find(|l| l.contains(r##"stroke="#222222""##) && l.contains("<polyline"))
+        .expect("the total's line");
+    let points = total.split("points=\"").nth(1).unwrap();
+    assert_eq!(points.split_whitespace().count(), totals.len(), "{total}");
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        4,
+        "total and 3 partitions"
+    );
 }
