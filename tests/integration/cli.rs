@@ -46,23 +46,20 @@ fn an_unreachable_broker_is_an_error_naming_its_address() {
 
 #[test]
 fn logs_can_be_json_lines() {
-    // A run that logs at info, and one that fails: every line on stderr is
-    // one JSON object, the failure among them naming the address.
+    // A run that logs at info (inventory: its partitions, its restore), and
+    // one that fails: every line on stderr is one JSON object, the failure
+    // among them naming the address.
     let names = Names::new("json-logs");
     names.create_topics();
-    let produce = orderflow_command(&[
-        "--log-format",
-        "json",
-        "produce",
-        "--orders-topic",
-        &names.orders,
-        "--count",
-        "10",
-    ]);
+    names.produce(10, 1);
+    let mut args = vec!["--log-format", "json"];
+    args.extend(names.inventory_args());
+    args.push("--exit-at-end");
+    let inventory = orderflow_command(&args);
     let address = "127.0.0.1:1";
     let mut failing = orderflow_at(address, &["--log-format", "json", "lag", "--group", "g"]);
     failing.args(["--timeout", "2"]);
-    for (command, succeeds) in [(produce, true), (failing, false)] {
+    for (command, succeeds) in [(inventory, true), (failing, false)] {
         let output = run(command);
         assert_eq!(output.status.success(), succeeds);
         let stderr = String::from_utf8(output.stderr).unwrap();
