@@ -383,6 +383,9 @@ impl Admin {
                 .iter()
                 .any(|g| g.state() == "Stable" && !g.members().is_empty())),
             Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => Ok(false),
+            // A broker that just started may still be loading the group's
+            // coordinator: not stable yet, ask again.
+            Err(KafkaError::GroupListFetch(code)) if coordinator_pending(code) => Ok(false),
             Err(e) => Err(e).while_(format!("describing consumer group {group}")),
         }
     }
