@@ -25,6 +25,14 @@ fn replay(names: &Names, to: &str, execute: bool) -> std::process::Output {
     run(orderflow_command(&args))
 }
 
+/// `orderflow replay` of `group` on `topic` with `args`, which must succeed;
+/// returns its stdout.
+fn replay_ok(group: &str, topic: &str, args: &[&str]) -> String {
+    let mut all = vec!["replay", "--group", group, "--topic", topic];
+    all.extend(args);
+    orderflow_ok(&all)
+}
+
 fn committed(group: &str) -> Vec<Option<i64>> {
     describe_group(group)
         .into_iter()
@@ -170,17 +178,11 @@ fn shift_by_and_export_match_kafka_consumer_groups() {
         ],
     );
     let export = dir.path().join("plan.csv");
-    orderflow_ok(&[
-        "replay",
-        "--group",
+    replay_ok(
         &names.analytics_group,
-        "--topic",
         &names.inventory,
-        "--shift-by",
-        "-40",
-        "--export",
-        export.to_str().unwrap(),
-    ]);
+        &["--shift-by", "-40", "--export", export.to_str().unwrap()],
+    );
     let ours = std::fs::read_to_string(&export).unwrap();
     let lines = |text: &str| -> Vec<String> {
         let mut lines: Vec<String> = text
@@ -196,16 +198,11 @@ fn shift_by_and_export_match_kafka_consumer_groups() {
 
     // Applied: every partition 40 back from where it was.
     let before = committed(&names.analytics_group);
-    orderflow_ok(&[
-        "replay",
-        "--group",
+    replay_ok(
         &names.analytics_group,
-        "--topic",
         &names.inventory,
-        "--shift-by",
-        "-40",
-        "--execute",
-    ]);
+        &["--shift-by", "-40", "--execute"],
+    );
     let expected: Vec<Option<i64>> = before.iter().map(|c| c.map(|c| c - 40)).collect();
     assert_eq!(committed(&names.analytics_group), expected);
 }
@@ -226,16 +223,11 @@ fn by_duration_resets_to_the_first_message_that_recent() {
     names.inventory();
 
     // The second batch is seconds old, the first at least 15 s.
-    orderflow_ok(&[
-        "replay",
-        "--group",
+    replay_ok(
         &names.inventory_group,
-        "--topic",
         &names.orders,
-        "--by-duration",
-        "10s",
-        "--execute",
-    ]);
+        &["--by-duration", "10s", "--execute"],
+    );
     assert_eq!(committed(&names.inventory_group), first_batch_ends);
 
     let bad = run(orderflow_command(&[
