@@ -359,14 +359,24 @@ impl Admin {
     /// How many members the consumer group has right now (0 for an unknown
     /// or empty group).
     pub fn active_members(&self, group: &str) -> Result<usize> {
-        match self
-            .client
-            .inner()
-            .fetch_group_list(Some(group), self.settings.timeout)
-        {
-            Ok(list) => Ok(list.groups().iter().map(|g| g.members().len()).sum()),
-            Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => Ok(0),
-            Err(e) => Err(e).while_(format!("describing consumer group {group}")),
+        let deadline = Instant::now() + self.settings.timeout;
+        loop {
+            match self
+                .client
+                .inner()
+                .fetch_group_list(Some(group), self.settings.timeout)
+            {
+                Ok(list) => return Ok(list.groups().iter().map(|g| g.members().len()).sum()),
+                Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => return Ok(0),
+                // A broker that just started may still be loading the
+                // group's coordinator: ask again, within the timeout.
+                Err(KafkaError::GroupListFetch(code))
+                    if coordinator_pending(code) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e).while_(format!("describing consumer group {group}")),
+            }
         }
     }
 
