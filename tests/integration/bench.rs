@@ -16,8 +16,11 @@ fn bench_runs_every_stage_and_writes_its_table() {
         "3000",
         "--latency-count",
         "2000",
+        // 4 s of orders per latency run: the services take over their
+        // partitions a moment after their group is stable, and only orders
+        // created after that have a latency.
         "--rate",
-        "2000",
+        "500",
         "--topic-prefix",
         &prefix,
         "--out",
