@@ -3,6 +3,7 @@
 //! (`src/main.rs`) only dispatches and prints.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -169,6 +170,17 @@ pub struct ProduceArgs {
     /// Write the run's statistics (events/s, peak memory) as JSON to this file
     #[arg(long, value_name = "PATH")]
     pub stats_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub metrics: MetricsAddr,
+}
+
+/// Where a service serves its Prometheus metrics.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsAddr {
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464
+    /// (default: not served)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The stock table and the simulated failures.
@@ -241,6 +253,8 @@ pub struct RunArgs {
     /// processing, peak memory) as JSON to this file on exit
     #[arg(long, value_name = "PATH")]
     pub stats_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub metrics: MetricsAddr,
 }
 
 impl RunArgs {

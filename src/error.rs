@@ -47,6 +47,13 @@ pub enum Error {
     #[error("the broker did not acknowledge an event written to {topic}: {cause}")]
     Delivery { topic: String, cause: KafkaError },
 
+    /// An HTTP endpoint (metrics, dashboard) could not listen where asked.
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        cause: std::io::Error,
+    },
+
     #[error("{action} {}: {cause}", path.display())]
     Io {
         action: &'static str,

@@ -9,6 +9,7 @@
 //! - [`domain`]: events, generator, stock decisions, windows, report; no Kafka.
 //! - [`kafka`]: the thin, commented layer over librdkafka (rdkafka crate).
 //! - [`services`]: the three service loops wiring domain to Kafka.
+//! - [`metrics`]: Prometheus metrics of a service, served on `--metrics-addr`.
 //! - [`ops`]: topics, lag, replay, the local broker and the demo.
 //! - [`config`], [`error`], [`shutdown`]: settings, typed errors, stopping.
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod kafka;
+pub mod metrics;
 pub mod ops;
 pub mod services;
 pub mod shutdown;

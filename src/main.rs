@@ -15,6 +15,7 @@ use orderflow::cli::{Cli, Command, LogFormat};
 use orderflow::config::KafkaSettings;
 use orderflow::domain::report::Format;
 use orderflow::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
+use orderflow::metrics::{self, Service};
 use orderflow::ops::bench;
 use orderflow::ops::demo::{self, DemoOptions};
 use orderflow::ops::{lag, local_kafka, replay, topics};
@@ -90,6 +91,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 count: args.count,
                 generator: args.generator.config()?,
                 rate: args.rate,
+                metrics: metrics::server::start(Service::Produce, args.metrics.metrics_addr)
+                    .await?,
             };
             let progress = progress_bar(options.count);
             let summary = produce::run(&settings, &options, &progress, &stop).await?;
@@ -115,6 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 instance_id: args.run.instance_id(),
                 exit_at_end: args.run.exit_at_end,
                 commit_interval: args.run.commit_interval(),
+                metrics: metrics::server::start(Service::Inventory, args.run.metrics.metrics_addr)
+                    .await?,
             };
             let s = inventory::run(&settings, &options, &stop).await?;
             println!(
@@ -131,12 +136,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 inventory_topic: args.inventory_topic,
                 metrics_topic: args.metrics.metrics_topic,
                 group: args.group,
-                grace: Duration::from_millis(args.grace_ms),
                 guarantee: args.run.guarantee,
                 instance_id: args.run.instance_id(),
                 exit_at_end: args.run.exit_at_end,
                 throttle: Duration::from_millis(args.throttle_ms),
                 commit_interval: args.run.commit_interval(),
+                grace: Duration::from_millis(args.grace_ms),
+                metrics: metrics::server::start(Service::Analytics, args.run.metrics.metrics_addr)
+                    .await?,
             };
             let outcome = analytics::run(&settings, &options, &stop).await?;
             if let Some(path) = &args.run.stats_file {

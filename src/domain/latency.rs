@@ -50,6 +50,15 @@ impl Latencies {
         self.histogram.reset();
     }
 
+    /// Calls `f` with each distinct latency recorded, in seconds (the middle
+    /// of the values the histogram takes as equal), and how many times.
+    pub fn for_each_seconds(&self, mut f: impl FnMut(f64, u64)) {
+        for value in self.histogram.iter_recorded() {
+            let micros = self.histogram.median_equivalent(value.value_iterated_to());
+            f(micros as f64 / 1e6, value.count_at_value());
+        }
+    }
+
     pub fn count(&self) -> u64 {
         self.histogram.len()
     }
@@ -105,6 +114,15 @@ mod tests {
         total.add(&batch);
         assert_eq!(total.count(), 2);
         assert!((total.summary().max_ms - 3_600_000.0).abs() < 3_600.0);
+        let mut seen = Vec::new();
+        batch.for_each_seconds(|seconds, count| seen.push((seconds, count)));
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], (0.0, 1));
+        // Three significant digits.
+        assert!(
+            (seen[1].0 - 3_600.0).abs() < 3.6 && seen[1].1 == 1,
+            "{seen:?}"
+        );
         batch.clear();
         assert_eq!(batch.count(), 0);
         assert_eq!(batch.summary().samples, 0);

@@ -380,26 +380,6 @@ impl Admin {
         }
     }
 
-    /// Whether the consumer group has members and has finished assigning
-    /// partitions to them (state Stable).
-    pub fn group_is_stable(&self, group: &str) -> Result<bool> {
-        match self
-            .client
-            .inner()
-            .fetch_group_list(Some(group), self.settings.timeout)
-        {
-            Ok(list) => Ok(list
-                .groups()
-                .iter()
-                .any(|g| g.state() == "Stable" && !g.members().is_empty())),
-            Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => Ok(false),
-            // A broker that just started may still be loading the group's
-            // coordinator: not stable yet, ask again.
-            Err(KafkaError::GroupListFetch(code)) if coordinator_pending(code) => Ok(false),
-            Err(e) => Err(e).while_(format!("describing consumer group {group}")),
-        }
-    }
-
     /// The group's committed offset per partition of `topic` (None: nothing
     /// committed for that partition).
     pub fn committed(

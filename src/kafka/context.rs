@@ -1,12 +1,20 @@
-//! The rdkafka client context every orderflow client uses: librdkafka's log
-//! lines and errors go to `tracing` (so `RUST_LOG` and the log format apply to
-//! them too), and consumer-group rebalances and failed commits are logged.
+//! The rdkafka client contexts of orderflow's clients. `Logged`, which every
+//! client uses: librdkafka's log lines and errors go to `tracing` (so
+//! `RUST_LOG` and the log format apply to them too), and consumer-group
+//! rebalances and failed commits are logged. `Measured`, for a service's
+//! producers and consumers: logs the same way and hands librdkafka's
+//! statistics to the service's metrics.
+
+use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::TopicPartitionList;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, TopicPartitionList};
+
+use crate::metrics::{ClientRole, Metrics};
 
 /// Routes librdkafka's callbacks into `tracing`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -69,6 +77,43 @@ impl ConsumerContext for Logged {
                 tracing::warn!(%error, offsets = %describe(offsets), "offset commit failed");
             }
         }
+    }
+}
+
+/// Logs like [`Logged`]; statistics (when the client was configured to
+/// report them, see `Metrics::statistics_setting`) go to `metrics`.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub role: ClientRole,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ClientContext for Measured {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        Logged.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        Logged.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.record_statistics(self.role, &statistics);
+    }
+}
+
+/// Turns librdkafka's statistics on for a client whose context is
+/// [`Measured`], when `metrics` wants them (they are served).
+pub trait ReportStatistics {
+    fn report_statistics_to(&mut self, metrics: &Metrics) -> &mut Self;
+}
+
+impl ReportStatistics for ClientConfig {
+    fn report_statistics_to(&mut self, metrics: &Metrics) -> &mut Self {
+        if let Some((key, value)) = metrics.statistics_setting() {
+            self.set(key, value);
+        }
+        self
     }
 }
 

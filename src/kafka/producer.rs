@@ -7,35 +7,59 @@
 //! once its delivery future says the broker acknowledged it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
 use crate::config::KafkaSettings;
 use crate::error::{Error, KafkaResultExt, Result};
-use crate::kafka::context::Logged;
+use crate::kafka::context::{Logged, Measured, ReportStatistics};
+use crate::metrics::{ClientRole, Metrics};
 
-pub type Producer = FutureProducer<Logged>;
+/// A producer whose context is `C`: `Logged`, or `Measured` for a service
+/// whose metrics take librdkafka's statistics.
+pub type Producer<C = Logged> = FutureProducer<C>;
 
 /// An idempotent producer that waits for all in-sync replicas.
 pub fn idempotent(settings: &KafkaSettings) -> Result<Producer> {
-    settings
-        .client_config(&[
-            // No duplicates and no reordering when librdkafka retries a batch
-            // after a timeout or a leader change; implies acks=all.
-            ("enable.idempotence", "true"),
-            // An event counts as written once every in-sync replica has it.
-            ("acks", "all"),
-            // Give up on a delivery after a minute rather than librdkafka's five,
-            // so a lost cluster becomes an error the user sees in bounded time.
-            ("message.timeout.ms", "60000"),
-            // Writing to a topic that does not exist is a mistake to report,
-            // not a reason to create one with the broker's default settings.
-            ("allow.auto.create.topics", "false"),
-        ])
+    idempotent_config(settings)
         .create_with_context(Logged)
         .while_("creating the producer")
+}
+
+/// The same producer, reporting librdkafka's statistics to `metrics` when
+/// they are served.
+pub fn idempotent_measured(
+    settings: &KafkaSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<Producer<Measured>> {
+    idempotent_config(settings)
+        .report_statistics_to(metrics)
+        .create_with_context(Measured {
+            role: ClientRole::Producer,
+            metrics: Arc::clone(metrics),
+        })
+        .while_("creating the producer")
+}
+
+fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
+    settings.client_config(&[
+        // No duplicates and no reordering when librdkafka retries a batch
+        // after a timeout or a leader change; implies acks=all.
+        ("enable.idempotence", "true"),
+        // An event counts as written once every in-sync replica has it.
+        ("acks", "all"),
+        // Give up on a delivery after a minute rather than librdkafka's five,
+        // so a lost cluster becomes an error the user sees in bounded time.
+        ("message.timeout.ms", "60000"),
+        // Writing to a topic that does not exist is a mistake to report,
+        // not a reason to create one with the broker's default settings.
+        ("allow.auto.create.topics", "false"),
+    ])
 }
 
 /// Connects `producer` to the leaders of `topic` before the first send.
@@ -45,7 +69,11 @@ pub fn idempotent(settings: &KafkaSettings) -> Result<Producer> {
 /// close to a second on a busy broker, while their timestamps already run.
 /// Fetching the topic's metadata through the producer does that work
 /// first, so a rate-limited run's first orders are not born late.
-pub async fn connect(producer: &Producer, topic: &str, timeout: Duration) -> Result<()> {
+pub async fn connect<C: ClientContext + 'static>(
+    producer: &Producer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<()> {
     let (producer, topic) = (producer.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         producer
@@ -62,8 +90,8 @@ pub async fn connect(producer: &Producer, topic: &str, timeout: Duration) -> Res
 ///
 /// When librdkafka's local queue is full the record is retried after a short
 /// pause: the queue drains on librdkafka's own threads, so waiting is enough.
-pub async fn send<'a>(
-    producer: &Producer,
+pub async fn send<'a, C: ClientContext + 'static>(
+    producer: &Producer<C>,
     mut record: FutureRecord<'a, [u8], [u8]>,
 ) -> Result<DeliveryFuture> {
     loop {

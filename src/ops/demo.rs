@@ -9,6 +9,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -22,6 +23,7 @@ use crate::domain::stock::StockConfig;
 use crate::error::{Error, Result};
 use crate::kafka::admin::Admin;
 use crate::kafka::engine::{dlq_topic, Guarantee};
+use crate::metrics::{Metrics, Service};
 use crate::ops::lag_chart::{self, LagSample};
 use crate::ops::{lag, replay, topics};
 use crate::services::analytics::{self, windows_changelog, AnalyticsOptions};
@@ -209,6 +211,7 @@ async fn publish(
         count,
         generator,
         rate,
+        metrics: Arc::new(Metrics::new(Service::Produce)),
     };
     let summary = produce::run(settings, &produce, &ProgressBar::hidden(), shutdown).await?;
     println!(
@@ -351,6 +354,8 @@ impl Pipeline {
                 instance_id: "demo".into(),
                 exit_at_end: false,
                 commit_interval: Duration::from_millis(100),
+                // The demo tells its story on stdout; nothing scrapes it.
+                metrics: Arc::new(Metrics::new(Service::Inventory)),
             };
             tokio::spawn(async move { inventory::run(&settings, &options, &stop).await })
         };
@@ -426,6 +431,7 @@ fn analytics_options(options: &DemoOptions, throttle: Duration) -> AnalyticsOpti
         throttle,
         commit_interval: Duration::from_millis(100),
         grace: analytics::DEFAULT_GRACE,
+        metrics: Arc::new(Metrics::new(Service::Analytics)),
     }
 }
 

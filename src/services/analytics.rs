@@ -23,6 +23,7 @@
 //! `<inventory-topic>.DLQ` and counted in the report's `malformed_events`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::kafka::admin::{Admin, TopicSpec};
 use crate::kafka::engine::{self, EngineOptions, EngineStats, Guarantee};
 use crate::kafka::task::{OutRecord, Poison, Task, Versioned};
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct AnalyticsOptions {
@@ -53,6 +55,8 @@ pub struct AnalyticsOptions {
     pub commit_interval: Duration,
     /// How long past its end (in stream time) a window still takes events.
     pub grace: Duration,
+    /// Where the engine, closed windows and late events are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The grace period `orderflow analytics` uses unless told otherwise.
@@ -112,6 +116,7 @@ pub async fn run(
         transactional_id: format!("orderflow-{}-{}", options.group, options.instance_id),
         commit_interval: options.commit_interval,
         exit_at_end: options.exit_at_end,
+        metrics: Arc::clone(&options.metrics),
     };
     let mut task = AnalyticsTask {
         changelog,
@@ -120,6 +125,8 @@ pub async fn run(
         throttle: options.throttle,
         state: Versioned::default(),
         closed: BTreeMap::new(),
+        batch: BatchCounts::default(),
+        metrics: Arc::clone(&options.metrics),
     };
     let (settings, stop) = (settings.clone(), shutdown.clone());
     tokio::task::spawn_blocking(move || {
@@ -148,6 +155,15 @@ struct AnalyticsTask {
     state: Versioned<AnalyticsState>,
     /// Closed windows per assigned partition.
     closed: BTreeMap<i32, ClosedWindows>,
+    /// What the open batch published and counted late, for the metrics.
+    batch: BatchCounts,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchCounts {
+    windows_closed: u64,
+    late_events: u64,
 }
 
 impl AnalyticsTask {
@@ -268,6 +284,7 @@ impl Task for AnalyticsTask {
                 tracing::debug!(partition, order_id = %event.order_id, "late event");
                 let late = windows.late();
                 out.push(self.changelog_record(partition, LATE_KEY, late));
+                self.batch.late_events += 1;
             }
             Recorded::Counted { window, closed } => {
                 let counts = windows.get(window);
@@ -279,6 +296,7 @@ impl Task for AnalyticsTask {
                 let key = window.to_string();
                 out.push(self.changelog_record(partition, key.as_bytes(), counts));
                 out.push(self.changelog_record(partition, STREAM_TIME_KEY, stream_time));
+                self.batch.windows_closed += closed.len() as u64;
                 for (start, counts) in closed {
                     out.push(self.window_closed(partition, start, counts));
                 }
@@ -305,9 +323,13 @@ impl Task for AnalyticsTask {
     fn commit(&mut self) {
         self.state.commit();
         self.closed.values_mut().for_each(ClosedWindows::commit);
+        let batch = std::mem::take(&mut self.batch);
+        self.metrics.windows_closed.inc_by(batch.windows_closed);
+        self.metrics.late_events.inc_by(batch.late_events);
     }
 
     fn rollback(&mut self) {
+        self.batch = BatchCounts::default();
         self.state.rollback();
         self.closed.values_mut().for_each(ClosedWindows::rollback);
     }

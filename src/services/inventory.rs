@@ -16,6 +16,7 @@
 //! `<orders-topic>.DLQ` in the same transaction and processing goes on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -30,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::kafka::admin::Admin;
 use crate::kafka::engine::{self, EngineOptions, Guarantee};
 use crate::kafka::task::{OutRecord, Poison, Task, Versioned};
+use crate::metrics::{DecisionLabel, Metrics};
 
 #[derive(Debug, Clone)]
 pub struct InventoryOptions {
@@ -45,6 +47,8 @@ pub struct InventoryOptions {
     pub exit_at_end: bool,
     /// How long a batch (transaction) collects orders before it commits.
     pub commit_interval: Duration,
+    /// Where the engine and the decisions are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What a run committed.
@@ -94,6 +98,7 @@ pub async fn run(
         transactional_id: format!("orderflow-{}-{}", options.group, options.instance_id),
         commit_interval: options.commit_interval,
         exit_at_end: options.exit_at_end,
+        metrics: Arc::clone(&options.metrics),
     };
     let mut task = InventoryTask {
         stock: options.stock.clone(),
@@ -101,6 +106,7 @@ pub async fn run(
         output_topic: options.inventory_topic.clone(),
         changelog_topic: changelog,
         state: Versioned::default(),
+        metrics: Arc::clone(&options.metrics),
     };
     let (settings, stop) = (settings.clone(), shutdown.clone());
     tokio::task::spawn_blocking(move || {
@@ -135,6 +141,7 @@ struct InventoryTask {
     output_topic: String,
     changelog_topic: String,
     state: Versioned<InventoryState>,
+    metrics: Arc<Metrics>,
 }
 
 impl Task for InventoryTask {
@@ -213,6 +220,16 @@ impl Task for InventoryTask {
     }
 
     fn commit(&mut self) {
+        let (working, committed) = (self.state.working(), self.state.committed());
+        for (status, now, before) in [
+            ("reserved", working.reserved, committed.reserved),
+            ("rejected", working.rejected, committed.rejected),
+        ] {
+            self.metrics
+                .decisions
+                .get_or_create(&DecisionLabel { status })
+                .inc_by(now - before);
+        }
         self.state.commit();
     }
 

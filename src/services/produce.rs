@@ -8,6 +8,7 @@
 //! not whether it was already sent.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -20,6 +21,7 @@ use crate::domain::generator::{GeneratorConfig, OrderGenerator};
 use crate::error::Result;
 use crate::kafka::admin::Admin;
 use crate::kafka::producer::{self, acknowledged, check_delivery};
+use crate::metrics::{Metrics, TopicLabel};
 
 /// Deliveries awaited at most at once; bounds memory and keeps errors prompt,
 /// well below librdkafka's local queue (100,000 messages by default).
@@ -32,6 +34,8 @@ pub struct ProduceOptions {
     pub generator: GeneratorConfig,
     /// Events per second of wall-clock time; None publishes as fast as possible.
     pub rate: Option<f64>,
+    /// Where acknowledged events and librdkafka's statistics are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What a run published.
@@ -58,8 +62,19 @@ pub async fn run(
     Admin::connect(settings)?
         .partitions_once_visible(&options.topic)
         .await?;
-    let producer = producer::idempotent(settings)?;
+    let producer = producer::idempotent_measured(settings, &options.metrics)?;
     let topic = options.topic.as_str();
+    let produced = options
+        .metrics
+        .events_produced
+        .get_or_create_owned(&TopicLabel {
+            topic: topic.to_owned(),
+        });
+    let acknowledged_one = |events: &mut u64| {
+        *events += 1;
+        produced.inc();
+        progress.inc(1);
+    };
     producer::connect(&producer, topic, settings.timeout).await?;
     let started = Instant::now();
     let mut pending = VecDeque::with_capacity(MAX_IN_FLIGHT);
@@ -95,14 +110,12 @@ pub async fn run(
             let Some(delivery) = delivery else { break };
             pending.pop_front();
             check_delivery(delivery, topic)?;
-            events += 1;
-            progress.inc(1);
+            acknowledged_one(&mut events);
         }
     }
     for delivery in pending {
         acknowledged(delivery, topic).await?;
-        events += 1;
-        progress.inc(1);
+        acknowledged_one(&mut events);
     }
     Ok(ProduceSummary {
         events,

@@ -10,6 +10,7 @@ mod dead_letters;
 mod demo;
 mod exactly_once;
 mod lag;
+mod metrics;
 mod pipeline;
 mod replay;
 mod resilience;

@@ -1,9 +1,10 @@
 //! The rdkafka contexts of the engine's clients: the consumer's records
 //! rebalances for the engine to apply after `poll` returns; the producer's
-//! remembers failed deliveries. Both log like every orderflow client.
+//! remembers failed deliveries. Both log like every orderflow client and
+//! report librdkafka's statistics to the service's metrics (`Measured`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -11,10 +12,12 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
 
 use crate::error::{Error, Result};
-use crate::kafka::context::{describe, Logged};
+use crate::kafka::context::{describe, Measured};
+use crate::metrics::{ClientRole, Metrics};
 
 /// An assignment change reported by the consumer.
 #[derive(Debug)]
@@ -26,12 +29,22 @@ pub enum Assignment {
 /// Consumer context that records rebalances, so that the engine can abort,
 /// restore and rewind after `poll` returns rather than inside librdkafka's
 /// callback.
-#[derive(Default)]
 pub struct GroupEvents {
     events: Mutex<Vec<Assignment>>,
+    measured: Measured,
 }
 
 impl GroupEvents {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            events: Mutex::default(),
+            measured: Measured {
+                role: ClientRole::Consumer,
+                metrics,
+            },
+        }
+    }
+
     pub fn take(&self) -> Vec<Assignment> {
         std::mem::take(&mut *self.events.lock().expect("never poisoned"))
     }
@@ -39,11 +52,15 @@ impl GroupEvents {
 
 impl ClientContext for GroupEvents {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        Logged.log(level, facility, message);
+        self.measured.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        Logged.error(error, reason);
+        self.measured.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.measured.stats(statistics);
     }
 }
 
@@ -72,13 +89,24 @@ impl ConsumerContext for GroupEvents {
 
 /// Producer context that remembers failed deliveries, so that an
 /// at-least-once batch never commits offsets past an output not written.
-#[derive(Default)]
 pub struct Deliveries {
     failed: AtomicU64,
     first_error: Mutex<Option<(String, KafkaError)>>,
+    measured: Measured,
 }
 
 impl Deliveries {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            failed: AtomicU64::new(0),
+            first_error: Mutex::default(),
+            measured: Measured {
+                role: ClientRole::Producer,
+                metrics,
+            },
+        }
+    }
+
     /// Err with the first failure when any delivery failed.
     pub fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::SeqCst) == 0 {
@@ -92,11 +120,15 @@ impl Deliveries {
 
 impl ClientContext for Deliveries {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        Logged.log(level, facility, message);
+        self.measured.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        Logged.error(error, reason);
+        self.measured.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.measured.stats(statistics);
     }
 }
 

@@ -21,6 +21,10 @@
 //! reader downstream can tell how old the event it processes is. The engine
 //! records that age for every record it processes (`EngineStats::latency`).
 //!
+//! What it commits is counted in the service's [`Metrics`] too: records in
+//! and out, dead letters, latencies, transactions, and per partition the
+//! committed offset (for the lag) and whether it has been taken over.
+//!
 //! Either way, a record the task rejects as poison goes to `<input>.DLQ` with
 //! headers naming the error and its source, and its offset is committed like
 //! any other: a partition never gets stuck.
@@ -48,8 +52,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::KafkaSettings;
 use crate::domain::latency::{Latencies, LatencySummary};
 use crate::error::{Error, KafkaResultExt, Result};
-use crate::kafka::context::Logged;
+use crate::kafka::context::{Logged, ReportStatistics};
 use crate::kafka::task::{OutRecord, Poison, Task};
+use crate::metrics::{Metrics, TopicLabel};
 use contexts::{Assignment, Deliveries, GroupEvents};
 
 /// Which delivery guarantee a service gives.
@@ -74,6 +79,8 @@ pub struct EngineOptions {
     pub commit_interval: Duration,
     /// Stop once every assigned partition has been read to its end.
     pub exit_at_end: bool,
+    /// Where what the engine commits is counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the engine did, counting committed work only.
@@ -175,6 +182,8 @@ struct Core<'a, T: Task> {
     ready_at: BTreeMap<i32, i64>,
     /// When the producer was last replaced after being fenced.
     renewals: Vec<Instant>,
+    /// Records the open batch wrote per output topic (changelog aside).
+    batch_outputs: BTreeMap<String, u64>,
 }
 
 impl<'a, T: Task> Core<'a, T> {
@@ -207,7 +216,8 @@ impl<'a, T: Task> Core<'a, T> {
                 // well under that and then sat idle, at half its throughput.
                 ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS),
             ])
-            .create_with_context(GroupEvents::default())
+            .report_statistics_to(&options.metrics)
+            .create_with_context(GroupEvents::new(Arc::clone(&options.metrics)))
             .while_("creating the consumer")?;
         let producer = Arc::new(create_producer(settings, options)?);
         // librdkafka's consumer API wants a group id even for assign(); this
@@ -252,6 +262,7 @@ impl<'a, T: Task> Core<'a, T> {
             first_record: None,
             ready_at: BTreeMap::new(),
             renewals: Vec::new(),
+            batch_outputs: BTreeMap::new(),
         };
         Ok((consumer, core))
     }
@@ -344,6 +355,9 @@ impl<'a, T: Task> Core<'a, T> {
                         self.task.revoked(p);
                         self.assigned.remove(&p);
                         self.ready_at.remove(&p);
+                        self.options
+                            .metrics
+                            .forget_partition(&self.options.input_topic, p);
                         self.committed.remove(&p);
                         self.resets.remove(&p);
                     }
@@ -352,6 +366,10 @@ impl<'a, T: Task> Core<'a, T> {
             }
         }
         self.at_end.clear();
+        self.options
+            .metrics
+            .assigned_partitions
+            .set(self.ready_at.len() as i64);
         Ok(())
     }
 
@@ -364,6 +382,9 @@ impl<'a, T: Task> Core<'a, T> {
             let offset = self.committed_offset(consumer, p)?;
             if let Some(offset) = offset {
                 self.committed.insert(p, offset);
+                self.options
+                    .metrics
+                    .committed(&self.options.input_topic, p, offset);
             }
             committed.insert(p, offset);
             self.task.assigned(p);
@@ -510,7 +531,10 @@ impl<'a, T: Task> Core<'a, T> {
                     self.changelog_writes
                         .insert((p, record.key), (record.payload, timestamp));
                 }
-                _ => self.send(&record, timestamp)?,
+                _ => {
+                    self.send(&record, timestamp)?;
+                    count_output(&mut self.batch_outputs, &record.topic);
+                }
             }
         }
         self.pending.consumed += 1;
@@ -605,6 +629,7 @@ impl<'a, T: Task> Core<'a, T> {
         match outcome {
             Ok(()) => {
                 self.task.commit();
+                self.count_committed();
                 self.stats.consumed += self.pending.consumed;
                 self.stats.dead_lettered += self.pending.dead_lettered;
                 self.stats.commits += 1;
@@ -620,6 +645,36 @@ impl<'a, T: Task> Core<'a, T> {
                 Ok(())
             }
             Err(error) => self.recover(consumer, error),
+        }
+    }
+
+    /// Adds the batch being committed to the metrics.
+    fn count_committed(&mut self) {
+        let metrics = &self.options.metrics;
+        let topic = |name: &str| TopicLabel { topic: name.into() };
+        let input = &self.options.input_topic;
+        metrics
+            .events_consumed
+            .get_or_create(&topic(input))
+            .inc_by(self.pending.consumed);
+        if self.pending.dead_lettered > 0 {
+            metrics
+                .dead_letters
+                .get_or_create(&topic(&self.dlq))
+                .inc_by(self.pending.dead_lettered);
+        }
+        for (name, count) in std::mem::take(&mut self.batch_outputs) {
+            metrics
+                .events_produced
+                .get_or_create(&topic(&name))
+                .inc_by(count);
+        }
+        metrics.observe_latencies(&self.batch_latencies);
+        for (&partition, &next) in &self.next {
+            metrics.committed(input, partition, next);
+        }
+        if self.exactly_once() {
+            metrics.transactions_committed.inc();
         }
     }
 
@@ -823,6 +878,10 @@ impl<'a, T: Task> Core<'a, T> {
     fn discard_batch(&mut self) {
         self.task.rollback();
         self.stats.aborts += 1;
+        if self.exactly_once() {
+            self.options.metrics.transactions_aborted.inc();
+        }
+        self.batch_outputs.clear();
         self.pending = EngineStats::default();
         self.batch_latencies.clear();
         self.changelog_writes.clear();
@@ -893,8 +952,19 @@ fn create_producer(
     }
     settings
         .client_config(&producer_config)
-        .create_with_context(Deliveries::default())
+        .report_statistics_to(&options.metrics)
+        .create_with_context(Deliveries::new(Arc::clone(&options.metrics)))
         .while_("creating the producer")
+}
+
+/// Counts a record written to `topic` by the open batch.
+fn count_output(counts: &mut BTreeMap<String, u64>, topic: &str) {
+    match counts.get_mut(topic) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(topic.to_owned(), 1);
+        }
+    }
 }
 
 /// How long a call Kafka calls retriable is retried: past a transaction

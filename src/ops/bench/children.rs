@@ -1,7 +1,10 @@
 //! orderflow's own services, run by the bench as separate processes of this
 //! same binary, each with `--stats-file`: one process per service, so that
-//! each one's peak memory is its own, as in production.
+//! each one's peak memory is its own, as in production. Each serves its
+//! metrics on a port of its own, which tells when it has taken over its
+//! partitions.
 
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use tokio::process::{Child, Command};
 
 use crate::config::KafkaSettings;
 use crate::error::{Error, Result};
+use crate::metrics::scrape::scrape;
 use crate::services::stats::RunStats;
 
 /// How long a service may take to finish after SIGTERM (it commits what is
@@ -22,6 +26,8 @@ pub struct Service {
     child: Child,
     stats_file: PathBuf,
     log: PathBuf,
+    /// Where it serves its metrics.
+    metrics: SocketAddr,
 }
 
 impl Service {
@@ -51,6 +57,7 @@ impl Service {
             path: log.clone(),
             cause,
         })?;
+        let metrics = free_port()?;
         let mut command = Command::new(&exe);
         command
             .arg("--brokers")
@@ -64,6 +71,8 @@ impl Service {
             .args(args)
             .arg("--stats-file")
             .arg(&stats_file)
+            .arg("--metrics-addr")
+            .arg(metrics.to_string())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(stderr)
@@ -79,7 +88,13 @@ impl Service {
             child,
             stats_file,
             log,
+            metrics,
         })
+    }
+
+    /// Where it serves its metrics.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
     }
 
     /// Asks it to stop (SIGTERM: it commits what is open) and reads its stats.
@@ -132,4 +147,23 @@ impl Service {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ))
     }
+}
+
+/// How many input partitions the service serving metrics at `addr` has
+/// taken over (state restored); 0 while it is still starting.
+pub fn partitions_taken_over(addr: SocketAddr) -> i64 {
+    scrape(addr, Duration::from_secs(2))
+        .ok()
+        .and_then(|samples| samples.get("orderflow_assigned_partitions"))
+        .map_or(0, |n| n as i64)
+}
+
+/// A loopback address with a port free now, for a service's metrics. (Another
+/// process could take it before the service binds it; the service would then
+/// fail to start, which the bench reports.)
+fn free_port() -> Result<SocketAddr> {
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    TcpListener::bind(any)
+        .and_then(|listener| listener.local_addr())
+        .map_err(|cause| Error::Listen { addr: any, cause })
 }

@@ -517,15 +517,21 @@ impl Bench<'_> {
             "analytics",
             &self.analytics_args(stage, guarantee, false),
         )?;
-        // Both must hold their partitions before the clock starts.
-        for group in [stage.inventory_group(), stage.analytics_group()] {
-            self.wait_for(
-                "a consumer group to form",
-                &mut [&mut inventory, &mut analytics],
-                || self.admin.group_is_stable(&group),
-            )
-            .await?;
-        }
+        // Both must have taken over every partition (state restored, so
+        // processing) before the clock starts: orders published earlier
+        // would wait for them, and have no latency.
+        let partitions = i64::from(self.options.partitions);
+        let metrics = [inventory.metrics_addr(), analytics.metrics_addr()];
+        self.wait_for(
+            "the services to take over their partitions",
+            &mut [&mut inventory, &mut analytics],
+            || {
+                Ok(metrics
+                    .iter()
+                    .all(|&addr| children::partitions_taken_over(addr) == partitions))
+            },
+        )
+        .await?;
         let started = Instant::now();
         let produce = self
             .run_to_end(stage, "produce", &stage.produce_args(count, rate), count)
