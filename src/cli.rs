@@ -367,6 +367,12 @@ pub struct LagArgs {
     /// Refresh every SECS seconds until interrupted
     #[arg(long, value_name = "SECS")]
     pub watch: Option<u64>,
+    /// Samples the status is evaluated over (Burrow's window). Without
+    /// --watch, lag takes them a second apart before printing: 1 answers at
+    /// once, with statuses only OK or STOP
+    #[arg(long, value_name = "SAMPLES", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub window: u16,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

@@ -179,18 +179,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lag(args) => {
             let admin = Admin::connect(&settings)?;
-            loop {
-                let lag = lag::measure(&admin, &args.group, args.topic.as_deref())?;
-                match args.format {
-                    Format::Text => print!("{}", lag.to_text()),
-                    Format::Json => println!("{}", lag.to_json()),
+            let window = usize::from(args.window);
+            let mut monitor =
+                lag::Monitor::new(&settings, &args.group, args.topic.as_deref(), window)?;
+            // Once: a window of samples a second apart, then the last.
+            // Watching: a sample every SECS, each judged with those before.
+            let (every, quiet_samples) = match args.watch {
+                Some(every) => (Duration::from_secs(every.max(1)), 0),
+                None => (Duration::from_secs(1), window - 1),
+            };
+            let mut screen = LagScreen::new(args.format);
+            for taken in 0.. {
+                let lag = monitor.sample(&admin)?;
+                if taken >= quiet_samples {
+                    screen.show(&lag);
+                    if args.watch.is_none() {
+                        break;
+                    }
                 }
-                let Some(every) = args.watch else { break };
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(every.max(1))) => {}
+                    _ = tokio::time::sleep(every) => {}
                 }
-                println!();
             }
         }
         Command::Bench(args) => {
@@ -255,6 +265,44 @@ fn ensure_local_kafka(settings: &KafkaSettings, disabled: bool) -> anyhow::Resul
             Ok(local_kafka::start(&settings.brokers)?)
         }
         _ => Ok(()),
+    }
+}
+
+/// Where `orderflow lag` prints its samples: JSON, a line each; text on a
+/// terminal, each table in place of the last; text elsewhere, one after the
+/// other.
+struct LagScreen {
+    format: Format,
+    terminal: Option<console::Term>,
+    /// Lines the last table took, to clear them on a terminal.
+    shown: usize,
+}
+
+impl LagScreen {
+    fn new(format: Format) -> Self {
+        let term = console::Term::stdout();
+        Self {
+            format,
+            terminal: (format == Format::Text && term.is_term()).then_some(term),
+            shown: 0,
+        }
+    }
+
+    fn show(&mut self, lag: &lag::GroupLag) {
+        if self.format == Format::Json {
+            println!("{}", lag.to_json());
+            return;
+        }
+        let text = lag.to_text();
+        match &self.terminal {
+            Some(term) => {
+                let _ = term.clear_last_lines(self.shown);
+                self.shown = text.lines().count();
+            }
+            None if self.shown > 0 => println!(),
+            None => self.shown = 1,
+        }
+        print!("{text}");
     }
 }
 

@@ -9,5 +9,6 @@ pub mod admin;
 pub mod consumer;
 pub mod context;
 pub mod engine;
+pub mod peek;
 pub mod producer;
 pub mod task;

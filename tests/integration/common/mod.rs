@@ -8,10 +8,11 @@
 
 #![allow(dead_code)] // each test module uses its own share of these
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest any one command may take before the test fails (not a timing
@@ -212,6 +213,23 @@ impl Service {
     /// Waits for the service to exit by itself (within `limit`).
     pub fn wait(self, limit: Duration) -> Output {
         wait_with_limit(self.take(), limit)
+    }
+
+    /// Collects its stdout, line by line as written, from now on.
+    pub fn follow_stdout(&mut self) -> Arc<Mutex<Vec<String>>> {
+        let stdout = self
+            .0
+            .as_mut()
+            .and_then(|child| child.stdout.take())
+            .expect("a running service with its stdout piped");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        lines
     }
 
     fn take(mut self) -> Child {
@@ -500,11 +518,15 @@ pub fn run(mut command: Command) -> Output {
 /// Waits for a child, killing it (and failing the test) past `limit`.
 pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
     // Read both pipes on threads so a chatty child cannot block on a full pipe.
-    let mut stdout = child.stdout.take().unwrap();
+    // (A followed service's stdout is read elsewhere already.)
+    let stdout = child.stdout.take();
     let mut stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        stdout.read_to_end(&mut buf).map(|_| buf)
+        match stdout {
+            Some(mut stdout) => stdout.read_to_end(&mut buf).map(|_| buf),
+            None => Ok(buf),
+        }
     });
     let err = std::thread::spawn(move || {
         let mut buf = Vec::new();
