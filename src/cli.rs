@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::config::security::{Sasl, SaslMechanism, Security, Tls, PASSWORD_ENV};
 use crate::config::{parse_override, KafkaSettings};
 use crate::domain::generator::GeneratorConfig;
 use crate::domain::report::Format;
@@ -59,15 +60,81 @@ pub struct KafkaArgs {
     /// Seconds to wait for the cluster before reporting it unreachable
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 impl KafkaArgs {
-    pub fn settings(&self) -> KafkaSettings {
-        KafkaSettings {
+    pub fn settings(&self) -> Result<KafkaSettings> {
+        Ok(KafkaSettings {
             brokers: self.brokers.clone(),
             overrides: self.overrides.clone(),
             timeout: Duration::from_secs(self.timeout.max(1)),
-        }
+            security: self.security.security()?,
+        })
+    }
+}
+
+/// SASL and TLS flags, for secure clusters.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Log in with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    #[arg(long, global = true, env = "KAFKA_SASL_MECHANISM", value_enum)]
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name
+    #[arg(long, global = true, env = "KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// SASL password (better from the environment than on a command line
+    /// other users can see)
+    #[arg(long, global = true, env = PASSWORD_ENV, hide_env_values = true)]
+    pub sasl_password: Option<String>,
+    /// Encrypt connections with TLS (implied by the other --tls-* flags)
+    #[arg(long, global = true, env = "KAFKA_TLS")]
+    pub tls: bool,
+    /// PEM file of the CA that signed the brokers' certificates (default:
+    /// the system's CAs)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of this client's certificate, for mutual TLS
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of this client's private key, for mutual TLS
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    pub fn security(&self) -> Result<Security> {
+        let sasl = match (
+            &self.sasl_mechanism,
+            &self.sasl_username,
+            &self.sasl_password,
+        ) {
+            (None, None, None) => None,
+            (Some(mechanism), Some(username), Some(password)) => Some(Sasl {
+                mechanism: *mechanism,
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            (None, _, _) => {
+                return Err(Error::Config(
+                    "--sasl-username and --sasl-password need --sasl-mechanism".into(),
+                ))
+            }
+            (Some(mechanism), _, _) => {
+                return Err(Error::Config(format!(
+                    "SASL {} needs --sasl-username and --sasl-password (or {PASSWORD_ENV})",
+                    mechanism.name()
+                )))
+            }
+        };
+        let any_file = self.tls_ca_file.is_some() || self.tls_cert_file.is_some();
+        let tls = (self.tls || any_file).then(|| Tls {
+            ca_file: self.tls_ca_file.clone(),
+            cert_file: self.tls_cert_file.clone(),
+            key_file: self.tls_key_file.clone(),
+        });
+        Ok(Security { sasl, tls })
     }
 }
 

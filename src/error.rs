@@ -14,11 +14,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No broker answered a metadata request in time.
-    #[error("cannot reach Kafka at {brokers} within {}s: {cause} (is a broker running there? `scripts/kafka up` starts a local one)", timeout.as_secs())]
+    #[error("cannot reach Kafka at {brokers} within {}s: {detail}", timeout.as_secs())]
     Unreachable {
         brokers: String,
         timeout: Duration,
-        cause: KafkaError,
+        /// What went wrong, and what to check.
+        detail: String,
+    },
+
+    /// The brokers refused our SASL login (or TLS handshake).
+    #[error("authentication failed at {brokers}{login}: {reason}")]
+    Authentication {
+        brokers: String,
+        /// Who we tried to log in as: " (SASL PLAIN as user \"x\")".
+        login: String,
+        reason: String,
     },
 
     /// A Kafka call failed; `action` says what we were doing.

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let settings = cli.kafka.settings();
+    let settings = cli.kafka.settings()?;
     let stop = shutdown::on_signals();
     match cli.command {
         Command::Topics(args) => {

@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::KafkaSettings;
 use crate::error::{Error, KafkaResultExt, Result};
 use crate::kafka::context::Logged;
+use crate::kafka::probe;
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -64,27 +65,19 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects and checks that a broker answers within the settings' timeout.
+    /// Checks that a broker answers within the settings' timeout and takes
+    /// our login (`probe`), then connects.
     pub fn connect(settings: &KafkaSettings) -> Result<Self> {
+        probe::check(settings)?;
         let client: AdminClient<Logged> = settings
             .client_config(&[])
             .create_with_context(Logged)
             .while_("creating the admin client")?;
-        let admin = Self {
+        Ok(Self {
             settings: settings.clone(),
             client,
             group_clients: Mutex::default(),
-        };
-        admin
-            .client
-            .inner()
-            .fetch_metadata(None, settings.timeout)
-            .map_err(|cause| Error::Unreachable {
-                brokers: settings.brokers.clone(),
-                timeout: settings.timeout,
-                cause,
-            })?;
-        Ok(admin)
+        })
     }
 
     pub fn settings(&self) -> &KafkaSettings {

@@ -10,5 +10,6 @@ pub mod consumer;
 pub mod context;
 pub mod engine;
 pub mod peek;
+pub mod probe;
 pub mod producer;
 pub mod task;

@@ -14,4 +14,5 @@ mod metrics;
 mod pipeline;
 mod replay;
 mod resilience;
+mod security;
 mod windows;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::config::security::PASSWORD_ENV;
 use crate::config::KafkaSettings;
 use crate::error::{Error, Result};
 use crate::metrics::scrape::scrape;
@@ -66,6 +67,10 @@ impl Service {
             .arg(settings.timeout.as_secs().to_string());
         for (key, value) in &settings.overrides {
             command.arg("-X").arg(format!("{key}={value}"));
+        }
+        command.args(settings.security.child_args());
+        if let Some(sasl) = &settings.security.sasl {
+            command.env(PASSWORD_ENV, &sasl.password);
         }
         let child = command
             .args(args)

@@ -40,6 +40,7 @@ use crate::services::analytics::windows_changelog;
 use crate::services::inventory::stock_changelog;
 use crate::services::stats::RunStats;
 use children::Service;
+use perf_tools::PerfTools;
 use results::{BenchResults, LatencyRun, Setup, Throughput};
 
 #[derive(Debug, Clone)]
@@ -89,6 +90,11 @@ pub async fn run(
         path: options.work_dir.clone(),
         cause,
     })?;
+    let tools = PerfTools {
+        script,
+        brokers: settings.brokers.clone(),
+        client_config: write_client_config(settings, &options.work_dir)?,
+    };
     let bench = Bench {
         settings,
         options,
@@ -114,15 +120,14 @@ pub async fn run(
         results::RAW_PRODUCE,
         options.rate
     );
-    let reference = perf_tools::producer_perf_test(
-        &script,
-        &settings.brokers,
-        &reference_topic,
-        latency_count,
-        record_bytes,
-        Some(options.rate),
-    )
-    .await?;
+    let reference = tools
+        .producer_perf_test(
+            &reference_topic,
+            latency_count,
+            record_bytes,
+            Some(options.rate),
+        )
+        .await?;
     let mut latency = vec![LatencyRun {
         name: format!("{} (send to ack)", results::RAW_PRODUCE),
         rate: options.rate,
@@ -154,22 +159,15 @@ pub async fn run(
 
     println!("== Kafka's perf tools: {count} records of {record_bytes} bytes");
     let mut throughput = Vec::new();
-    let produced = perf_tools::producer_perf_test(
-        &script,
-        &settings.brokers,
-        &perf_topic,
-        count,
-        record_bytes,
-        None,
-    )
-    .await?;
+    let produced = tools
+        .producer_perf_test(&perf_topic, count, record_bytes, None)
+        .await?;
     throughput.push(row(
         results::RAW_PRODUCE,
         produced.records,
         produced.records_per_second,
     ));
-    let consumed =
-        perf_tools::consumer_perf_test(&script, &settings.brokers, &perf_topic, count).await?;
+    let consumed = tools.consumer_perf_test(&perf_topic, count).await?;
     throughput.push(row(
         results::RAW_CONSUME,
         consumed.messages,
@@ -642,6 +640,31 @@ fn measured(name: &str, stats: &RunStats) -> Throughput {
             .unwrap_or_default(),
         ..row(name, stats.events, stats.events_per_second)
     }
+}
+
+/// For a secure cluster, the client properties Kafka's tools log in with,
+/// written to the work directory.
+fn write_client_config(settings: &KafkaSettings, dir: &Path) -> Result<Option<PathBuf>> {
+    if settings.security == Default::default() {
+        return Ok(None);
+    }
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("client.properties");
+    // It holds the password: readable by its owner only.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(settings.security.java_client_properties().as_bytes()))
+        .map_err(|cause| Error::Io {
+            action: "writing",
+            path: path.clone(),
+            cause,
+        })?;
+    Ok(Some(path))
 }
 
 /// The mean size of an encoded OrderPlaced from `generator`.

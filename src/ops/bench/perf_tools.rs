@@ -3,7 +3,7 @@
 //! broker), and the figures read from what they print. They measure the raw
 //! limit of the broker on this machine, against which orderflow is judged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::domain::latency::LatencySummary;
@@ -26,64 +26,70 @@ pub struct ConsumerPerf {
     pub messages_per_second: f64,
 }
 
-/// Publishes `count` records of `record_bytes` to `topic`, at `rate` per
-/// second or as fast as the tool can, with its default producer settings
-/// (acks=all, idempotent).
-pub async fn producer_perf_test(
-    script: &Path,
-    brokers: &str,
-    topic: &str,
-    count: u64,
-    record_bytes: usize,
-    rate: Option<f64>,
-) -> Result<ProducerPerf> {
-    let output = run_tool(
-        script,
-        "kafka-producer-perf-test",
-        &[
-            "--topic",
-            topic,
-            "--num-records",
-            &count.to_string(),
-            "--record-size",
-            &record_bytes.to_string(),
-            "--throughput",
-            &rate.map_or("-1".into(), |r| format!("{r:.0}")),
-            "--producer-props",
-            &format!("bootstrap.servers={brokers}"),
-        ],
-    )
-    .await?;
-    parse_producer_perf(&output).ok_or_else(|| unreadable("kafka-producer-perf-test", &output))
+/// Kafka's tools, pointed at one cluster.
+#[derive(Debug, Clone)]
+pub struct PerfTools {
+    /// `scripts/kafka`, which runs them from the broker's jars.
+    pub script: PathBuf,
+    pub brokers: String,
+    /// Client properties for a secure cluster (SASL, TLS), if it is one.
+    pub client_config: Option<PathBuf>,
 }
 
-/// Reads `count` records from `topic`.
-pub async fn consumer_perf_test(
-    script: &Path,
-    brokers: &str,
-    topic: &str,
-    count: u64,
-) -> Result<ConsumerPerf> {
-    let output = run_tool(
-        script,
-        "kafka-consumer-perf-test",
-        &[
-            "--bootstrap-server",
-            brokers,
-            "--topic",
-            topic,
-            "--messages",
-            &count.to_string(),
+impl PerfTools {
+    /// Publishes `count` records of `record_bytes` to `topic`, at `rate` per
+    /// second or as fast as the tool can, with its default producer settings
+    /// (acks=all, idempotent).
+    pub async fn producer_perf_test(
+        &self,
+        topic: &str,
+        count: u64,
+        record_bytes: usize,
+        rate: Option<f64>,
+    ) -> Result<ProducerPerf> {
+        let mut args = vec![
+            "--topic".to_owned(),
+            topic.to_owned(),
+            "--num-records".into(),
+            count.to_string(),
+            "--record-size".into(),
+            record_bytes.to_string(),
+            "--throughput".into(),
+            rate.map_or("-1".into(), |r| format!("{r:.0}")),
+            "--producer-props".into(),
+            format!("bootstrap.servers={}", self.brokers),
+        ];
+        self.with_config("--producer.config", &mut args);
+        let output = run_tool(&self.script, "kafka-producer-perf-test", &args).await?;
+        parse_producer_perf(&output).ok_or_else(|| unreadable("kafka-producer-perf-test", &output))
+    }
+
+    /// Reads `count` records from `topic`.
+    pub async fn consumer_perf_test(&self, topic: &str, count: u64) -> Result<ConsumerPerf> {
+        let mut args = vec![
+            "--bootstrap-server".to_owned(),
+            self.brokers.clone(),
+            "--topic".into(),
+            topic.to_owned(),
+            "--messages".into(),
+            count.to_string(),
             // Give up rather than hang when the records are not all there.
-            "--timeout",
-            "60000",
-        ],
-    )
-    .await?;
-    parse_consumer_perf(&output).ok_or_else(|| unreadable("kafka-consumer-perf-test", &output))
+            "--timeout".into(),
+            "60000".into(),
+        ];
+        self.with_config("--consumer.config", &mut args);
+        let output = run_tool(&self.script, "kafka-consumer-perf-test", &args).await?;
+        parse_consumer_perf(&output).ok_or_else(|| unreadable("kafka-consumer-perf-test", &output))
+    }
+
+    fn with_config(&self, flag: &str, args: &mut Vec<String>) {
+        if let Some(config) = &self.client_config {
+            args.extend([flag.to_owned(), config.display().to_string()]);
+        }
+    }
 }
 
-async fn run_tool(script: &Path, tool: &str, args: &[&str]) -> Result<String> {
+async fn run_tool(script: &Path, tool: &str, args: &[String]) -> Result<String> {
     let output = tokio::process::Command::new(script)
         .arg(tool)
         .args(args)

@@ -42,16 +42,38 @@ pub fn unique(prefix: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Cluster {
     pub brokers: String,
+    /// How to log in, on a SASL cluster.
+    pub sasl: Option<SaslLogin>,
+}
+
+/// A SASL login, for orderflow (flags and the password's environment
+/// variable) and for Kafka's tools (a client properties file).
+#[derive(Debug, Clone)]
+pub struct SaslLogin {
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+    pub tool_config: PathBuf,
 }
 
 impl Cluster {
     pub fn shared() -> Self {
-        Self { brokers: brokers() }
+        Self {
+            brokers: brokers(),
+            sasl: None,
+        }
     }
 
     /// The `orderflow` binary built for these tests, talking to this cluster.
     pub fn orderflow_command(&self, args: &[&str]) -> Command {
-        orderflow_at(&self.brokers, args)
+        let mut command = orderflow_at(&self.brokers, args);
+        if let Some(login) = &self.sasl {
+            command
+                .args(["--sasl-mechanism", &login.mechanism])
+                .args(["--sasl-username", &login.username])
+                .env("KAFKA_SASL_PASSWORD", &login.password);
+        }
+        command
     }
 
     /// Runs orderflow; the test fails unless it exits 0. Returns stdout.
@@ -78,6 +100,14 @@ impl Cluster {
             .args(args)
             .arg("--bootstrap-server")
             .arg(&self.brokers);
+        if let Some(login) = &self.sasl {
+            let flag = match tool {
+                "kafka-console-consumer" => "--consumer.config",
+                "kafka-console-producer" => "--producer.config",
+                _ => "--command-config",
+            };
+            command.arg(flag).arg(&login.tool_config);
+        }
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         command.stdin(if input.is_some() {
             Stdio::piped()
@@ -278,9 +308,30 @@ impl LocalKafka {
                     .map(|i| format!("127.0.0.1:{}", port as u32 + 2 * i))
                     .collect::<Vec<_>>()
                     .join(","),
+                sasl: None,
             },
         };
         kafka.script(&["up", "--nodes", &nodes.to_string()]);
+        kafka
+    }
+
+    /// Starts one node whose clients must log in (`scripts/kafka up
+    /// --sasl`); the cluster logs in as its known user with PLAIN.
+    pub fn up_sasl(port: u16) -> Self {
+        let state = Path::new(env!("CARGO_MANIFEST_DIR")).join(".kafka");
+        let kafka = Self {
+            port,
+            cluster: Cluster {
+                brokers: format!("127.0.0.1:{port}"),
+                sasl: Some(SaslLogin {
+                    mechanism: "PLAIN".into(),
+                    username: "orderflow".into(),
+                    password: "orderflow-secret".into(),
+                    tool_config: state.join(port.to_string()).join("client.properties"),
+                }),
+            },
+        };
+        kafka.script(&["up", "--sasl"]);
         kafka
     }
 

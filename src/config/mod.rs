@@ -1,10 +1,14 @@
 //! Connection settings shared by every subcommand (`--brokers`, `-X`, the
-//! timeout) and how they become an rdkafka `ClientConfig`.
+//! timeout, SASL and TLS) and how they become an rdkafka `ClientConfig`.
+
+pub mod security;
 
 use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
+
+pub use security::Security;
 
 /// Where Kafka is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -17,6 +21,8 @@ pub struct KafkaSettings {
     /// Upper bound for metadata and admin requests; an unreachable broker is
     /// reported after this long instead of being retried forever.
     pub timeout: Duration,
+    /// SASL and TLS (default: plaintext).
+    pub security: Security,
 }
 
 impl KafkaSettings {
@@ -25,17 +31,21 @@ impl KafkaSettings {
             brokers: brokers.into(),
             overrides: Vec::new(),
             timeout: Duration::from_secs(10),
+            security: Security::default(),
         }
     }
 
-    /// A client configuration: the bootstrap servers, then the role's own
-    /// properties, then the user's `-X` overrides.
+    /// A client configuration: the bootstrap servers and security, then the
+    /// role's own properties, then the user's `-X` overrides.
     pub fn client_config(&self, role: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         // Forward librdkafka's own log lines at info and above to tracing
         // (see kafka::context); debug would flood the terminal.
         config.set_log_level(RDKafkaLogLevel::Info);
+        for (key, value) in self.security.librdkafka_settings() {
+            config.set(key, value);
+        }
         for (key, value) in role {
             config.set(*key, *value);
         }

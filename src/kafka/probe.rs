@@ -1,0 +1,111 @@
+//! Whether a cluster answers, and if not, why: nobody listens, the listener
+//! speaks another protocol, or it refuses our login. Every command checks
+//! this first (`Admin::connect`), so that a wrong address or password is a
+//! clear error within `--timeout`, not a silent retry loop.
+//!
+//! librdkafka retries connections forever and reports why they fail only
+//! through its error callback, on the client's main queue. An admin client's
+//! main queue is never polled (rdkafka polls only its own result queue), so
+//! the check runs on a plain consumer that is polled between attempts.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::config::KafkaSettings;
+use crate::error::{Error, KafkaResultExt, Result};
+
+/// How long one metadata attempt may take before the reasons are looked at.
+const ATTEMPT: Duration = Duration::from_millis(500);
+
+/// Fails unless a broker of `settings` answers a metadata request within
+/// the settings' timeout; an authentication failure ends the wait at once.
+pub fn check(settings: &KafkaSettings) -> Result<()> {
+    let probe: BaseConsumer<Reasons> = settings
+        .client_config(&[])
+        .create_with_context(Reasons::default())
+        .while_("creating a client")?;
+    let deadline = Instant::now() + settings.timeout;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let outcome = probe.fetch_metadata(None, remaining.min(ATTEMPT));
+        // Serves the error callbacks of that attempt.
+        let _ = probe.poll(Duration::ZERO);
+        let cause = match outcome {
+            Ok(_) => return Ok(()),
+            Err(cause) => cause,
+        };
+        let reasons = probe.context();
+        if let Some(reason) = reasons.authentication_failure() {
+            return Err(Error::Authentication {
+                brokers: settings.brokers.clone(),
+                login: settings.security.describe_login(),
+                reason,
+            });
+        }
+        if Instant::now() >= deadline {
+            let detail = match reasons.last() {
+                Some(reason) => {
+                    format!("{reason} (is a broker running there, with this security protocol?)")
+                }
+                None => format!(
+                    "{cause} (is a broker running there? `scripts/kafka up` starts a local one)"
+                ),
+            };
+            return Err(Error::Unreachable {
+                brokers: settings.brokers.clone(),
+                timeout: settings.timeout,
+                detail,
+            });
+        }
+    }
+}
+
+/// Logs like every client and keeps what librdkafka said went wrong.
+#[derive(Default)]
+struct Reasons {
+    authentication: Mutex<Option<String>>,
+    last: Mutex<Option<String>>,
+}
+
+impl Reasons {
+    fn authentication_failure(&self) -> Option<String> {
+        self.authentication.lock().expect("never poisoned").clone()
+    }
+
+    fn last(&self) -> Option<String> {
+        self.last.lock().expect("never poisoned").clone()
+    }
+}
+
+impl ClientContext for Reasons {
+    // What goes wrong here ends up in the check's error: librdkafka's own
+    // lines about it are details, at debug.
+    fn log(&self, _level: RDKafkaLogLevel, facility: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", facility, "{message}");
+        // A connection that failed, some of which (a listener closing the
+        // connection on an unexpected protocol) reach only the log.
+        if facility == "FAIL" {
+            *self.last.lock().expect("never poisoned") = Some(message.to_owned());
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => {
+                *self.authentication.lock().expect("never poisoned") = Some(reason.to_owned());
+            }
+            // "1/1 brokers are down" says less than the failure before it.
+            Some(RDKafkaErrorCode::AllBrokersDown) => return,
+            _ => {}
+        }
+        *self.last.lock().expect("never poisoned") = Some(reason.to_owned());
+    }
+}
+
+impl ConsumerContext for Reasons {}
