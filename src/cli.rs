@@ -18,6 +18,7 @@ use crate::domain::stock::StockConfig;
 use crate::error::{Error, Result};
 use crate::kafka::engine::Guarantee;
 use crate::ops::bench::BenchOptions;
+use crate::ops::dashboard::{DashboardOptions, Watched, WatchedGroup};
 use crate::ops::replay::{parse_duration, ResetTarget};
 
 #[derive(Debug, Parser)]
@@ -156,6 +157,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure throughput, latency and memory beside Kafka's own perf tools
     Bench(BenchArgs),
+    /// Serve a live web page of the pipeline: orders, failures, lag, throughput
+    Dashboard(DashboardArgs),
 }
 
 /// The pipeline's topic names.
@@ -484,6 +487,60 @@ pub struct DemoArgs {
     /// Never start the local Kafka (scripts/kafka up), even when none answers
     #[arg(long)]
     pub no_local_kafka: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Where to serve the page (loopback by default: it has no login)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub topics: TopicNames,
+    #[command(flatten)]
+    pub metrics: MetricsTopic,
+    /// Consumer group of the inventory service
+    #[arg(long, default_value = "inventory")]
+    pub inventory_group: String,
+    /// Consumer group of the analytics service
+    #[arg(long, default_value = "analytics")]
+    pub analytics_group: String,
+    /// Sample the pipeline this often
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub interval_ms: u64,
+    /// Samples kept for the charts of a page opened later
+    #[arg(long, default_value_t = 900)]
+    pub history: usize,
+}
+
+impl DashboardArgs {
+    pub fn options(&self) -> DashboardOptions {
+        let group = |role: &str, group: &str, topic: &str| WatchedGroup {
+            role: role.into(),
+            group: group.into(),
+            topic: topic.into(),
+        };
+        DashboardOptions {
+            listen: self.listen,
+            watched: Watched {
+                orders_topic: self.topics.orders_topic.clone(),
+                metrics_topic: self.metrics.metrics_topic.clone(),
+                groups: vec![
+                    group(
+                        "inventory",
+                        &self.inventory_group,
+                        &self.topics.orders_topic,
+                    ),
+                    group(
+                        "analytics",
+                        &self.analytics_group,
+                        &self.topics.inventory_topic,
+                    ),
+                ],
+            },
+            interval: Duration::from_millis(self.interval_ms.max(100)),
+            history: self.history.max(1),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

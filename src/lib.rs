@@ -10,13 +10,16 @@
 //! - [`kafka`]: the thin, commented layer over librdkafka (rdkafka crate).
 //! - [`services`]: the three service loops wiring domain to Kafka.
 //! - [`metrics`]: Prometheus metrics of a service, served on `--metrics-addr`.
-//! - [`ops`]: topics, lag, replay, the local broker and the demo.
-//! - [`config`], [`error`], [`shutdown`]: settings, typed errors, stopping.
+//! - [`ops`]: topics, lag, replay, the local broker, the demo, the bench and
+//!   the dashboard.
+//! - [`config`], [`error`], [`shutdown`], [`http`]: settings, typed errors,
+//!   stopping, serving HTTP.
 
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;

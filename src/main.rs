@@ -16,8 +16,8 @@ use orderflow::config::KafkaSettings;
 use orderflow::domain::report::Format;
 use orderflow::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
 use orderflow::metrics::{self, Service};
-use orderflow::ops::bench;
 use orderflow::ops::demo::{self, DemoOptions};
+use orderflow::ops::{bench, dashboard};
 use orderflow::ops::{lag, local_kafka, replay, topics};
 use orderflow::services::analytics::{self, AnalyticsOptions};
 use orderflow::services::inventory::{self, InventoryOptions};
@@ -214,6 +214,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
+        }
+        Command::Dashboard(args) => {
+            let options = args.options();
+            dashboard::run(&settings, &options, &stop, |addr| {
+                println!("dashboard at http://{addr}/ (Ctrl-C stops it)");
+            })
+            .await?;
         }
         Command::Demo(args) => {
             ensure_local_kafka(&settings, args.no_local_kafka)?;

@@ -181,6 +181,16 @@ impl WindowClosed {
         }
     }
 
+    /// Parses and validates a `WindowClosed` from a message payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let event: WindowClosed = serde_json::from_slice(payload)?;
+        check_header(&event.event_type, Self::EVENT_TYPE, event.schema_version)?;
+        if event.failed > event.orders {
+            return invalid("more failed orders than orders in the window");
+        }
+        Ok(event)
+    }
+
     /// The record key: the window's start.
     pub fn key(&self) -> String {
         millis::format(&self.window_start)
@@ -267,6 +277,18 @@ mod tests {
             text.contains(r#""event_time":"2026-01-01T00:00:00.500Z""#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn window_closed_round_trips_and_is_checked() {
+        let start = "2026-01-01T00:05:00Z".parse().unwrap();
+        let event = WindowClosed::new(start, 2, 71, 3);
+        assert_eq!(WindowClosed::decode(&event.encode()).unwrap(), event);
+        let impossible = WindowClosed::new(start, 2, 3, 71).encode();
+        assert!(matches!(
+            WindowClosed::decode(&impossible),
+            Err(DecodeError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::Router;
 
 use super::{Metrics, Service};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::http::serve;
 
 /// The OpenMetrics text format, which `prometheus_client` writes.
 const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,22 +31,6 @@ pub async fn start(service: Service, addr: Option<SocketAddr>) -> Result<Arc<Met
     let bound = serve(addr, router).await?;
     tracing::info!("serving Prometheus metrics at http://{bound}/metrics");
     Ok(metrics)
-}
-
-/// Listens on `addr` and serves `router` on a task of its own until the
-/// process ends; returns the address bound (port 0 picks a free one).
-pub async fn serve(addr: SocketAddr, router: Router) -> Result<SocketAddr> {
-    let listen_error = |cause| Error::Listen { addr, cause };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(listen_error)?;
-    let bound = listener.local_addr().map_err(listen_error)?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, %bound, "the HTTP server stopped");
-        }
-    });
-    Ok(bound)
 }
 
 async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -3,6 +3,7 @@
 //! the whole pipeline and proves replay and lag, and the benchmark.
 
 pub mod bench;
+pub mod dashboard;
 pub mod demo;
 pub mod lag;
 pub mod lag_chart;

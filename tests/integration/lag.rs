@@ -167,16 +167,7 @@ fn lag_in_time_and_burrow_statuses_follow_the_group() {
 
     // A replay to the beginning: REWIND; the oldest unconsumed record is
     // the first decision, as old as the first orders, not the epoch.
-    orderflow_ok(&[
-        "replay",
-        "--group",
-        &names.analytics_group,
-        "--topic",
-        &names.inventory,
-        "--to",
-        "earliest",
-        "--execute",
-    ]);
+    names.replay_analytics_to_earliest();
     let (at, rewind) = wait_for_status(&samples, at + 1, "REWIND");
     assert!(rewind["total_lag"].as_i64().unwrap() >= 900, "{rewind}");
     let (lag, before, after) = analytics_lag_now(&names);

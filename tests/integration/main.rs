@@ -6,6 +6,7 @@ mod common;
 
 mod bench;
 mod cli;
+mod dashboard;
 mod dead_letters;
 mod demo;
 mod exactly_once;

@@ -140,16 +140,7 @@ fn replay_is_refused_while_the_group_is_active() {
     let report = String::from_utf8(output.stdout).unwrap();
     assert!(report.contains("total orders:      200"), "{report}");
 
-    orderflow_ok(&[
-        "replay",
-        "--group",
-        &names.analytics_group,
-        "--topic",
-        &names.inventory,
-        "--to",
-        "earliest",
-        "--execute",
-    ]);
+    names.replay_analytics_to_earliest();
     assert_eq!(committed(&names.analytics_group), vec![Some(0); 3]);
 }
 

@@ -66,7 +66,7 @@ impl PartitionLag {
 }
 
 impl GroupLag {
-    fn new(group: &str, partitions: Vec<PartitionLag>) -> Self {
+    pub fn new(group: &str, partitions: Vec<PartitionLag>) -> Self {
         let total_lag = partitions.iter().filter_map(|p| p.lag).sum();
         Self {
             group: group.to_owned(),

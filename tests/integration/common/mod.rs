@@ -393,15 +393,8 @@ impl Names {
     }
 
     pub fn create_topics_with(&self, extra: &[&str]) {
-        let mut args = vec![
-            "topics",
-            "--orders-topic",
-            &self.orders,
-            "--inventory-topic",
-            &self.inventory,
-            "--metrics-topic",
-            &self.metrics,
-        ];
+        let mut args = vec!["topics"];
+        args.extend(self.topic_flags());
         args.extend(extra);
         self.cluster.orderflow_ok(&args);
     }
@@ -442,6 +435,44 @@ impl Names {
             "--group",
             &self.analytics_group,
         ]
+    }
+
+    /// The flags naming this test's three topics.
+    pub fn topic_flags(&self) -> Vec<&str> {
+        vec![
+            "--orders-topic",
+            &self.orders,
+            "--inventory-topic",
+            &self.inventory,
+            "--metrics-topic",
+            &self.metrics,
+        ]
+    }
+
+    /// The topic and group flags of `demo` and `dashboard` for this test.
+    pub fn pipeline_flags(&self) -> Vec<&str> {
+        let mut flags = self.topic_flags();
+        flags.extend([
+            "--inventory-group",
+            &self.inventory_group,
+            "--analytics-group",
+            &self.analytics_group,
+        ]);
+        flags
+    }
+
+    /// Resets analytics' group to the beginning of the decisions.
+    pub fn replay_analytics_to_earliest(&self) -> String {
+        self.cluster.orderflow_ok(&[
+            "replay",
+            "--group",
+            &self.analytics_group,
+            "--topic",
+            &self.inventory,
+            "--to",
+            "earliest",
+            "--execute",
+        ])
     }
 
     /// Runs inventory as a batch job; returns its summary line.

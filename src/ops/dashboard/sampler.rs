@@ -1,0 +1,193 @@
+//! The dashboard's Kafka side: every interval, the orders topic's log end,
+//! each group's lag (offsets, lag in time, Burrow status, through
+//! `lag::Monitor`), and the closed windows analytics published to
+//! OrderMetrics since the last sample.
+//!
+//! It reads only what any Kafka user can: topics and committed offsets, never
+//! the services themselves, so it works against any cluster the services run
+//! on. A part that cannot be read (a topic not created yet, a broker down)
+//! becomes a problem shown on the page, not the end of the dashboard.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::view::{rate, GroupView, Sample, Throughput, WindowTable, WindowsView};
+use crate::config::KafkaSettings;
+use crate::domain::events::WindowClosed;
+use crate::error::{KafkaResultExt, Result};
+use crate::kafka::admin::Admin;
+use crate::kafka::context::Logged;
+use crate::ops::lag::Monitor;
+
+/// What the dashboard watches.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub orders_topic: String,
+    pub metrics_topic: String,
+    /// Inventory's group on the orders, analytics' on the decisions.
+    pub groups: Vec<WatchedGroup>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchedGroup {
+    /// What it does: "inventory", "analytics".
+    pub role: String,
+    pub group: String,
+    /// The topic it consumes.
+    pub topic: String,
+}
+
+/// Windows sent to the page for its charts: the last four hours of event
+/// time. (Totals cover every window.)
+const RECENT_WINDOWS: usize = 240;
+/// Samples of lag status are judged over, as `lag --window`.
+const STATUS_WINDOW: usize = 3;
+/// Closed-window records read per sample at most, so that a long history
+/// is caught up over a few samples rather than in one long pause.
+const WINDOW_RECORDS_PER_SAMPLE: usize = 100_000;
+
+pub struct Sampler {
+    admin: Admin,
+    watched: Watched,
+    monitors: Vec<Monitor>,
+    /// Reads OrderMetrics from the beginning; assigned once the topic exists.
+    windows_reader: BaseConsumer<Logged>,
+    reading_windows: bool,
+    windows: WindowTable,
+    previous: Option<Sample>,
+}
+
+impl Sampler {
+    pub fn new(settings: &KafkaSettings, watched: Watched) -> Result<Self> {
+        let admin = Admin::connect(settings)?;
+        let monitors = watched
+            .groups
+            .iter()
+            .map(|g| Monitor::new(settings, &g.group, Some(&g.topic), STATUS_WINDOW))
+            .collect::<Result<Vec<_>>>()?;
+        let windows_reader = settings
+            .client_config(&[
+                // Assigned, never subscribed: the group id is librdkafka's
+                // requirement only; nothing is committed.
+                ("group.id", "orderflow-dashboard"),
+                ("enable.auto.commit", "false"),
+                // Windows of committed transactions only, as analytics
+                // publishes them.
+                ("isolation.level", "read_committed"),
+            ])
+            .create_with_context(Logged)
+            .while_("creating the OrderMetrics reader")?;
+        Ok(Self {
+            admin,
+            watched,
+            monitors,
+            windows_reader,
+            reading_windows: false,
+            windows: WindowTable::default(),
+            previous: None,
+        })
+    }
+
+    /// Takes a sample now.
+    pub fn sample(&mut self) -> (Sample, WindowsView) {
+        let time = chrono::Utc::now().timestamp_millis();
+        let mut problems = Vec::new();
+        let before = self.previous.as_ref().map(|p| (p.time, p));
+
+        let orders_total = self
+            .log_end(&self.watched.orders_topic)
+            .unwrap_or_else(|e| {
+                problems.push(e.to_string());
+                0
+            });
+        let orders = Throughput {
+            topic: self.watched.orders_topic.clone(),
+            total: orders_total,
+            per_second: rate(
+                before.map(|(at, p)| (at, p.orders.total)),
+                (time, orders_total),
+            ),
+        };
+
+        let mut groups = Vec::new();
+        for (monitor, watched) in self.monitors.iter_mut().zip(&self.watched.groups) {
+            match monitor.sample(&self.admin) {
+                Ok(lag) => {
+                    let previous = before.and_then(|(at, p)| {
+                        let view = p.groups.iter().find(|g| g.group == lag.group)?;
+                        Some((at, view))
+                    });
+                    groups.push(GroupView::new(&watched.role, &lag, time, previous));
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+
+        if let Err(e) = self.read_windows() {
+            problems.push(e.to_string());
+        }
+        let sample = Sample {
+            time,
+            orders,
+            groups,
+            problems,
+        };
+        self.previous = Some(sample.clone());
+        (sample, self.windows.view(RECENT_WINDOWS))
+    }
+
+    /// The sum of a topic's log-end offsets.
+    fn log_end(&self, topic: &str) -> Result<i64> {
+        let mut total = 0;
+        for partition in self.admin.partitions(topic)? {
+            total += self.admin.watermarks(topic, partition)?.1;
+        }
+        Ok(total)
+    }
+
+    /// Reads the closed windows published since the last sample.
+    fn read_windows(&mut self) -> Result<()> {
+        let topic = self.watched.metrics_topic.clone();
+        if !self.reading_windows {
+            if !self.admin.topic_exists(&topic)? {
+                return Ok(()); // analytics creates it when it starts
+            }
+            let mut list = TopicPartitionList::new();
+            for partition in self.admin.partitions(&topic)? {
+                list.add_partition_offset(&topic, partition, Offset::Beginning)
+                    .while_("building the OrderMetrics assignment")?;
+            }
+            self.windows_reader
+                .assign(&list)
+                .while_(format!("reading {topic}"))?;
+            self.reading_windows = true;
+        }
+        let mut unreadable = BTreeSet::new();
+        for _ in 0..WINDOW_RECORDS_PER_SAMPLE {
+            let Some(polled) = self.windows_reader.poll(Duration::from_millis(50)) else {
+                break;
+            };
+            let message = polled.while_(format!("reading {topic}"))?;
+            match WindowClosed::decode(message.payload().unwrap_or_default()) {
+                Ok(event) => self.windows.apply(&event),
+                Err(_) => {
+                    unreadable.insert((message.partition(), message.offset()));
+                }
+            }
+        }
+        if let Some((partition, offset)) = unreadable.first() {
+            tracing::warn!(
+                topic,
+                partition,
+                offset,
+                count = unreadable.len(),
+                "skipping records of the metrics topic that are not WindowClosed events"
+            );
+        }
+        Ok(())
+    }
+}
