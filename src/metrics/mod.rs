@@ -12,6 +12,7 @@
 //!   `orderflow_processing_latency_seconds` (a record's timestamp, its event
 //!   time, to its processing), `orderflow_consumer_lag_records{topic,partition}`,
 //!   `orderflow_assigned_partitions` (taken over: state restored),
+//!   `orderflow_commit_duration_seconds`,
 //!   `orderflow_transactions_committed_total` and `..._aborted_total`, and the
 //!   consumer's fetch queue;
 //! - inventory: `orderflow_inventory_decisions_total{status}`;
@@ -85,6 +86,7 @@ pub struct Metrics {
     pub events_produced: Family<TopicLabel, Counter>,
     pub dead_letters: Family<TopicLabel, Counter>,
     pub processing_latency: Histogram,
+    pub commit_duration: Histogram,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub assigned_partitions: Gauge,
     pub transactions_committed: Counter,
@@ -117,6 +119,7 @@ impl Metrics {
             events_produced: Family::default(),
             dead_letters: Family::default(),
             processing_latency: Histogram::new(LATENCY_BUCKETS),
+            commit_duration: Histogram::new(LATENCY_BUCKETS),
             consumer_lag: Family::default(),
             assigned_partitions: Gauge::default(),
             transactions_committed: Counter::default(),
@@ -171,6 +174,14 @@ impl Metrics {
              for records created after their partition was taken over",
             Unit::Seconds,
             self.processing_latency.clone(),
+        );
+        r.register_with_unit(
+            "commit_duration",
+            "How long committing a batch took: its changelog writes, waiting for \
+             every output's acknowledgement, and the transaction commit (or, \
+             at-least-once, the offset commit)",
+            Unit::Seconds,
+            self.commit_duration.clone(),
         );
         r.register(
             "consumer_lag_records",

@@ -618,6 +618,7 @@ impl<'a, T: Task> Core<'a, T> {
     /// Ends the open batch: commits it, or, when Kafka says the transaction
     /// must be aborted, aborts it and rewinds.
     fn commit(&mut self, consumer: &GroupConsumer) -> Result<()> {
+        let started = Instant::now();
         let outcome = self.write_changelog().and_then(|()| {
             self.write_offset_markers()?;
             if self.exactly_once() {
@@ -630,6 +631,10 @@ impl<'a, T: Task> Core<'a, T> {
             Ok(()) => {
                 self.task.commit();
                 self.count_committed();
+                self.options
+                    .metrics
+                    .commit_duration
+                    .observe(started.elapsed().as_secs_f64());
                 self.stats.consumed += self.pending.consumed;
                 self.stats.dead_lettered += self.pending.dead_lettered;
                 self.stats.commits += 1;
