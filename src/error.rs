@@ -22,7 +22,12 @@ pub enum Error {
         detail: String,
     },
 
-    /// The brokers refused our SASL login (or TLS handshake).
+    /// Our TLS handshake with the brokers failed (their certificate is not
+    /// trusted, or names another host).
+    #[error("TLS handshake with {brokers} failed: {reason}")]
+    Tls { brokers: String, reason: String },
+
+    /// The brokers refused our SASL login.
     #[error("authentication failed at {brokers}{login}: {reason}")]
     Authentication {
         brokers: String,

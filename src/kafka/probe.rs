@@ -1,5 +1,6 @@
 //! Whether a cluster answers, and if not, why: nobody listens, the listener
-//! speaks another protocol, or it refuses our login. Every command checks
+//! speaks another protocol, it refuses our login, or its TLS certificate is
+//! not one we trust. Every command checks
 //! this first (`Admin::connect`), so that a wrong address or password is a
 //! clear error within `--timeout`, not a silent retry loop.
 //!
@@ -23,7 +24,8 @@ use crate::error::{Error, KafkaResultExt, Result};
 const ATTEMPT: Duration = Duration::from_millis(500);
 
 /// Fails unless a broker of `settings` answers a metadata request within
-/// the settings' timeout; an authentication failure ends the wait at once.
+/// the settings' timeout; a refused login or TLS handshake ends the wait at
+/// once.
 pub fn check(settings: &KafkaSettings) -> Result<()> {
     let probe: BaseConsumer<Reasons> = settings
         .client_config(&[])
@@ -44,6 +46,12 @@ pub fn check(settings: &KafkaSettings) -> Result<()> {
             return Err(Error::Authentication {
                 brokers: settings.brokers.clone(),
                 login: settings.security.describe_login(),
+                reason,
+            });
+        }
+        if let Some(reason) = reasons.tls_failure() {
+            return Err(Error::Tls {
+                brokers: settings.brokers.clone(),
                 reason,
             });
         }
@@ -69,12 +77,17 @@ pub fn check(settings: &KafkaSettings) -> Result<()> {
 #[derive(Default)]
 struct Reasons {
     authentication: Mutex<Option<String>>,
+    tls: Mutex<Option<String>>,
     last: Mutex<Option<String>>,
 }
 
 impl Reasons {
     fn authentication_failure(&self) -> Option<String> {
         self.authentication.lock().expect("never poisoned").clone()
+    }
+
+    fn tls_failure(&self) -> Option<String> {
+        self.tls.lock().expect("never poisoned").clone()
     }
 
     fn last(&self) -> Option<String> {
@@ -99,6 +112,11 @@ impl ClientContext for Reasons {
         match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::Authentication) => {
                 *self.authentication.lock().expect("never poisoned") = Some(reason.to_owned());
+            }
+            // A handshake that failed (a certificate not trusted, a name
+            // that does not match) fails again on every retry.
+            Some(RDKafkaErrorCode::SSL) => {
+                *self.tls.lock().expect("never poisoned") = Some(reason.to_owned());
             }
             // "1/1 brokers are down" says less than the failure before it.
             Some(RDKafkaErrorCode::AllBrokersDown) => return,

@@ -1,7 +1,9 @@
 //! A cluster whose clients must log in (`scripts/kafka up --sasl`): each SASL
 //! mechanism works with the right password; a wrong one is a clear
 //! authentication error as soon as the broker says so, well within
-//! `--timeout`; no login at all is an error naming the address.
+//! `--timeout`; no login at all is an error naming the address. And one
+//! whose listener speaks TLS too (`--sasl --tls`): trusting its CA works,
+//! not trusting it is a clear TLS error at once.
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +30,7 @@ fn fails(cluster: &Cluster, args: &[&str]) -> (String, Duration) {
 
 #[test]
 fn sasl_logins_work_and_a_wrong_password_is_refused_at_once() {
-    let kafka = LocalKafka::up_sasl(19492);
+    let kafka = LocalKafka::up_sasl(19492, false);
     let names = Names::on(kafka.cluster.clone(), "sasl");
     names.create_topics();
 
@@ -84,4 +86,28 @@ fn sasl_logins_work_and_a_wrong_password_is_refused_at_once() {
             && stderr.contains("security protocol"),
         "{stderr}"
     );
+}
+
+#[test]
+fn sasl_over_tls_works_with_the_cluster_ca_and_fails_at_once_without() {
+    let kafka = LocalKafka::up_sasl(19592, true);
+    let names = Names::on(login(&kafka, "SCRAM-SHA-512", "orderflow-secret"), "tls");
+    names.create_topics();
+    names.produce(300, 1);
+    let summary = names.inventory();
+    assert!(summary.contains("consumed 300,"), "{summary}");
+    // Kafka's console consumer over SASL_SSL, trusting the same CA.
+    names.cluster.read_topic(&names.inventory, 300);
+
+    // The same login without trusting the cluster's CA: its certificate
+    // cannot be verified; said at once, not after the 60 s --timeout.
+    let mut untrusting = names.cluster.clone();
+    untrusting.sasl.as_mut().unwrap().tls_ca = None;
+    let (stderr, took) = fails(&untrusting, &["--tls", "--timeout", "60", "topics"]);
+    assert!(
+        stderr.contains("TLS handshake with 127.0.0.1:19592 failed")
+            && stderr.contains("certificate verify failed"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(60), "took {took:?}");
 }

@@ -54,6 +54,8 @@ pub struct SaslLogin {
     pub username: String,
     pub password: String,
     pub tool_config: PathBuf,
+    /// The CA to trust, on a cluster whose listener speaks TLS.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -72,6 +74,9 @@ impl Cluster {
                 .args(["--sasl-mechanism", &login.mechanism])
                 .args(["--sasl-username", &login.username])
                 .env("KAFKA_SASL_PASSWORD", &login.password);
+            if let Some(ca) = &login.tls_ca {
+                command.arg("--tls-ca-file").arg(ca);
+            }
         }
         command
     }
@@ -316,9 +321,12 @@ impl LocalKafka {
     }
 
     /// Starts one node whose clients must log in (`scripts/kafka up
-    /// --sasl`); the cluster logs in as its known user with PLAIN.
-    pub fn up_sasl(port: u16) -> Self {
-        let state = Path::new(env!("CARGO_MANIFEST_DIR")).join(".kafka");
+    /// --sasl`, and `--tls` with `tls`); the cluster logs in as its known
+    /// user with PLAIN (trusting the cluster's CA with `tls`).
+    pub fn up_sasl(port: u16, tls: bool) -> Self {
+        let state = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".kafka")
+            .join(port.to_string());
         let kafka = Self {
             port,
             cluster: Cluster {
@@ -327,11 +335,16 @@ impl LocalKafka {
                     mechanism: "PLAIN".into(),
                     username: "orderflow".into(),
                     password: "orderflow-secret".into(),
-                    tool_config: state.join(port.to_string()).join("client.properties"),
+                    tool_config: state.join("client.properties"),
+                    tls_ca: tls.then(|| state.join("tls").join("ca.pem")),
                 }),
             },
         };
-        kafka.script(&["up", "--sasl"]);
+        if tls {
+            kafka.script(&["up", "--sasl", "--tls"]);
+        } else {
+            kafka.script(&["up", "--sasl"]);
+        }
         kafka
     }
 
