@@ -41,22 +41,22 @@ pub fn check(settings: &KafkaSettings) -> Result<()> {
             Ok(_) => return Ok(()),
             Err(cause) => cause,
         };
-        let reasons = probe.context();
-        if let Some(reason) = reasons.authentication_failure() {
+        let seen = probe.context().seen();
+        if let Some(reason) = seen.authentication {
             return Err(Error::Authentication {
                 brokers: settings.brokers.clone(),
                 login: settings.security.describe_login(),
                 reason,
             });
         }
-        if let Some(reason) = reasons.tls_failure() {
+        if let Some(reason) = seen.tls {
             return Err(Error::Tls {
                 brokers: settings.brokers.clone(),
                 reason,
             });
         }
         if Instant::now() >= deadline {
-            let detail = match reasons.last() {
+            let detail = match seen.last {
                 Some(reason) => {
                     format!("{reason} (is a broker running there, with this security protocol?)")
                 }
@@ -75,23 +75,18 @@ pub fn check(settings: &KafkaSettings) -> Result<()> {
 
 /// Logs like every client and keeps what librdkafka said went wrong.
 #[derive(Default)]
-struct Reasons {
-    authentication: Mutex<Option<String>>,
-    tls: Mutex<Option<String>>,
-    last: Mutex<Option<String>>,
+struct Reasons(Mutex<Seen>);
+
+#[derive(Default, Clone)]
+struct Seen {
+    authentication: Option<String>,
+    tls: Option<String>,
+    last: Option<String>,
 }
 
 impl Reasons {
-    fn authentication_failure(&self) -> Option<String> {
-        self.authentication.lock().expect("never poisoned").clone()
-    }
-
-    fn tls_failure(&self) -> Option<String> {
-        self.tls.lock().expect("never poisoned").clone()
-    }
-
-    fn last(&self) -> Option<String> {
-        self.last.lock().expect("never poisoned").clone()
+    fn seen(&self) -> Seen {
+        self.0.lock().expect("never poisoned").clone()
     }
 }
 
@@ -103,26 +98,24 @@ impl ClientContext for Reasons {
         // A connection that failed, some of which (a listener closing the
         // connection on an unexpected protocol) reach only the log.
         if facility == "FAIL" {
-            *self.last.lock().expect("never poisoned") = Some(message.to_owned());
+            self.0.lock().expect("never poisoned").last = Some(message.to_owned());
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
+        let mut seen = self.0.lock().expect("never poisoned");
+        let reason = Some(reason.to_owned());
         match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::Authentication) => {
-                *self.authentication.lock().expect("never poisoned") = Some(reason.to_owned());
-            }
+            Some(RDKafkaErrorCode::Authentication) => seen.authentication = reason.clone(),
             // A handshake that failed (a certificate not trusted, a name
             // that does not match) fails again on every retry.
-            Some(RDKafkaErrorCode::SSL) => {
-                *self.tls.lock().expect("never poisoned") = Some(reason.to_owned());
-            }
+            Some(RDKafkaErrorCode::SSL) => seen.tls = reason.clone(),
             // "1/1 brokers are down" says less than the failure before it.
             Some(RDKafkaErrorCode::AllBrokersDown) => return,
             _ => {}
         }
-        *self.last.lock().expect("never poisoned") = Some(reason.to_owned());
+        seen.last = reason;
     }
 }
 

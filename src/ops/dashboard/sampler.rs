@@ -98,25 +98,15 @@ impl Sampler {
         let mut problems = Vec::new();
         let before = self.previous.as_ref().map(|p| (p.time, p));
 
-        let orders_total = self
-            .log_end(&self.watched.orders_topic)
-            .unwrap_or_else(|e| {
-                problems.push(e.to_string());
-                0
-            });
-        let orders = Throughput {
-            topic: self.watched.orders_topic.clone(),
-            total: orders_total,
-            per_second: rate(
-                before.map(|(at, p)| (at, p.orders.total)),
-                (time, orders_total),
-            ),
-        };
-
         let mut groups = Vec::new();
+        let mut orders_end = None;
         for (monitor, watched) in self.monitors.iter_mut().zip(&self.watched.groups) {
             match monitor.sample(&self.admin) {
                 Ok(lag) => {
+                    // Inventory's lag has read the orders topic's log end.
+                    if watched.topic == self.watched.orders_topic {
+                        orders_end = Some(lag.partitions.iter().map(|p| p.log_end).sum());
+                    }
                     let previous = before.and_then(|(at, p)| {
                         let view = p.groups.iter().find(|g| g.group == lag.group)?;
                         Some((at, view))
@@ -126,6 +116,23 @@ impl Sampler {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        let orders_total = match orders_end {
+            Some(total) => total,
+            None => self
+                .log_end(&self.watched.orders_topic)
+                .unwrap_or_else(|e| {
+                    problems.push(e.to_string());
+                    0
+                }),
+        };
+        let orders = Throughput {
+            topic: self.watched.orders_topic.clone(),
+            total: orders_total,
+            per_second: rate(
+                before.map(|(at, p)| (at, p.orders.total)),
+                (time, orders_total),
+            ),
+        };
 
         if let Err(e) = self.read_windows() {
             problems.push(e.to_string());
@@ -140,7 +147,7 @@ impl Sampler {
         (sample, self.windows.view(RECENT_WINDOWS))
     }
 
-    /// The sum of a topic's log-end offsets.
+    /// The sum of a topic's log-end offsets (when no group's lag gave it).
     fn log_end(&self, topic: &str) -> Result<i64> {
         let mut total = 0;
         for partition in self.admin.partitions(topic)? {
