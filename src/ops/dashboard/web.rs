@@ -76,8 +76,10 @@ impl Shared {
 const INDEX_HTML: &str = include_str!("web/index.html");
 const APP_JS: &str = include_str!("web/app.js");
 const APP_CSS: &str = include_str!("web/app.css");
-const UPLOT_JS: &str = include_str!(concat!(env!("ORDERFLOW_UPLOT_DIR"), "/uPlot.iife.min.js"));
-const UPLOT_CSS: &str = include_str!(concat!(env!("ORDERFLOW_UPLOT_DIR"), "/uPlot.min.css"));
+// uPlot, committed under web/vendor/uplot/ (its README says whence and how
+// to update it; the test below checks the files against SHA256SUMS).
+const UPLOT_JS: &str = include_str!("web/vendor/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("web/vendor/uplot/uPlot.min.css");
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -131,4 +133,36 @@ async fn events(
         }
     });
     Sse::new(updates).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    /// The vendored uPlot is byte for byte what its SHA256SUMS (written when
+    /// it was taken from the npm registry, integrity checked) says.
+    #[test]
+    fn vendored_uplot_matches_its_checksums() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/ops/dashboard/web/vendor/uplot");
+        let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+        let mut checked = Vec::new();
+        for line in sums.lines() {
+            let (sum, name) = line.split_once("  ").expect("sha256sum's format");
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(format!("{:x}", Sha256::digest(&bytes)), sum, "{name}");
+            checked.push(name);
+        }
+        checked.sort_unstable();
+        assert_eq!(checked, ["LICENSE", "uPlot.iife.min.js", "uPlot.min.css"]);
+        // And the binary embeds those very files.
+        assert_eq!(
+            super::UPLOT_JS.as_bytes(),
+            std::fs::read(dir.join("uPlot.iife.min.js")).unwrap()
+        );
+        assert_eq!(
+            super::UPLOT_CSS.as_bytes(),
+            std::fs::read(dir.join("uPlot.min.css")).unwrap()
+        );
+    }
 }
