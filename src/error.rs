@@ -51,12 +51,62 @@ pub enum Error {
     #[error("group {group:?} has {members} active member(s); stop its consumers before resetting its offsets")]
     GroupActive { group: String, members: usize },
 
+    /// A `-X` librdkafka property would void the guarantee the service gives.
+    #[error("-X {key}={value} is refused: {why}")]
+    UnsafeOverride {
+        key: String,
+        value: String,
+        why: &'static str,
+    },
+
+    /// Kafka refuses a topic for good: it was deleted, we may not use it, or
+    /// it takes none of what we must write there.
+    #[error("topic {topic} cannot be used: {reason}")]
+    TopicRefused { topic: String, reason: String },
+
+    /// Kafka refuses for good something other than one topic (the group,
+    /// the transactional id, the cluster).
+    #[error("Kafka refuses {what}: {reason}")]
+    Refused { what: String, reason: String },
+
+    /// The same batch failed again and again, without progress.
+    #[error("a batch failed {attempts} times in a row without progress; the last time: {cause}")]
+    BatchFailing { attempts: u32, cause: String },
+
+    /// Our producer was fenced again and again: another process uses its
+    /// transactional id.
+    #[error(
+        "fenced repeatedly ({cause}): is another instance running with transactional id \
+         {transactional_id}? give each instance its own --instance-id"
+    )]
+    Fenced {
+        transactional_id: String,
+        cause: String,
+    },
+
+    /// Reading a changelog back made no progress for too long.
+    #[error("restoring {changelog} partitions {partitions:?} made no progress for {}s", waited.as_secs())]
+    RestoreStalled {
+        changelog: String,
+        partitions: Vec<i32>,
+        waited: Duration,
+    },
+
+    /// Something we wait for after asking (a topic's metadata, a deletion)
+    /// did not happen in time.
+    #[error("{what} within {}s", within.as_secs())]
+    NotInTime { what: String, within: Duration },
+
     /// A librdkafka call that should have returned within its timeout did not.
     #[error("librdkafka's {call} did not return within {}s", waited.as_secs())]
     Wedged {
         call: &'static str,
         waited: std::time::Duration,
     },
+
+    /// A thread of ours ended by panicking.
+    #[error("{what} stopped unexpectedly: {cause}")]
+    Panicked { what: String, cause: String },
 
     /// A produced event was not acknowledged by the broker.
     #[error("the broker did not acknowledge an event written to {topic}: {cause}")]

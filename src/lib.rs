@@ -7,17 +7,21 @@
 //! `lag` and `replay` operate the consumer groups; `demo` runs it all.
 //!
 //! - [`domain`]: events, generator, stock decisions, windows, report; no Kafka.
+//! - [`engine`]: the stream engine the services run on: batches in Kafka
+//!   transactions, state in changelogs, dead letters, error classes.
 //! - [`kafka`]: the thin, commented layer over librdkafka (rdkafka crate).
 //! - [`services`]: the three service loops wiring domain to Kafka.
 //! - [`metrics`]: Prometheus metrics of a service, served on `--metrics-addr`.
 //! - [`ops`]: topics, lag, replay, the local broker, the demo, the bench and
 //!   the dashboard.
-//! - [`config`], [`error`], [`shutdown`], [`http`]: settings, typed errors,
-//!   stopping, serving HTTP.
+//! - [`config`], [`error`], [`shutdown`], [`http`], [`threads`], [`wait`]:
+//!   settings, typed errors, stopping, serving HTTP, long-lived threads,
+//!   waiting with a deadline.
 
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod kafka;
@@ -25,5 +29,7 @@ pub mod metrics;
 pub mod ops;
 pub mod services;
 pub mod shutdown;
+pub mod threads;
+pub mod wait;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! Connection settings shared by every subcommand (`--brokers`, `-X`, the
 //! timeout, SASL and TLS) and how they become an rdkafka `ClientConfig`.
 
+pub mod overrides;
 pub mod security;
 
 use std::time::Duration;

@@ -9,17 +9,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaSettings;
 use crate::error::{Error, KafkaResultExt, Result};
+use crate::kafka::clients;
 use crate::kafka::context::Logged;
 use crate::kafka::probe;
+use crate::wait;
+
+/// How often a wait below asks again.
+const ASK_AGAIN: Duration = Duration::from_millis(100);
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -69,6 +77,11 @@ impl Admin {
     /// our login (`probe`), then connects.
     pub fn connect(settings: &KafkaSettings) -> Result<Self> {
         probe::check(settings)?;
+        Self::without_probe(settings)
+    }
+
+    /// Connects without the check, for a caller that made it already.
+    pub fn without_probe(settings: &KafkaSettings) -> Result<Self> {
         let client: AdminClient<Logged> = settings
             .client_config(&[])
             .create_with_context(Logged)
@@ -107,15 +120,14 @@ impl Admin {
     /// `partitions`, waiting up to the timeout for a topic that was just
     /// created: in a cluster, a broker's metadata can lag the controller's.
     pub async fn partitions_once_visible(&self, topic: &str) -> Result<Vec<i32>> {
-        let deadline = Instant::now() + self.settings.timeout;
-        loop {
+        let found = wait::until_async(self.settings.timeout, ASK_AGAIN, || async {
             match self.partitions(topic) {
-                Err(Error::UnknownTopic(_)) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                found => return found,
+                Err(Error::UnknownTopic(_)) => Ok(None),
+                found => found.map(Some),
             }
-        }
+        })
+        .await?;
+        found.ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
     }
 
     /// How many replicas the partitions of `topic` have.
@@ -141,7 +153,7 @@ impl Admin {
         let partitions = self.partitions(input)?.len() as i32;
         let replication = self.replication_factor(input)?;
         let mut specs = vec![TopicSpec::new(
-            crate::kafka::engine::dlq_topic(input),
+            crate::engine::dlq_topic(input),
             partitions,
             replication,
         )];
@@ -242,23 +254,24 @@ impl Admin {
             .collect::<Result<Vec<_>>>()?;
         // The controller has the topics now; the brokers' metadata follows a
         // moment later. Wait for it, so that whoever runs next finds them.
-        let deadline = Instant::now() + self.settings.timeout;
-        loop {
-            let ready = self.topics_with_leaders()?;
-            let missing: Vec<&str> = specs
+        let missing = || -> Result<Vec<String>> {
+            let led = self.topics_with_leaders()?;
+            Ok(specs
                 .iter()
-                .map(|s| s.name.as_str())
-                .filter(|name| !ready.iter().any(|r| r == name))
-                .collect();
-            if missing.is_empty() {
-                return Ok(outcome);
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Config(format!(
-                    "created topics {missing:?} did not appear in time"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+                .map(|s| s.name.clone())
+                .filter(|name| !led.contains(name))
+                .collect())
+        };
+        let ready = wait::until_async(self.settings.timeout, ASK_AGAIN, || async {
+            Ok::<_, Error>(missing()?.is_empty().then_some(()))
+        })
+        .await?;
+        match ready {
+            Some(()) => Ok(outcome),
+            None => Err(Error::NotInTime {
+                what: format!("created topics {:?} did not all get leaders", missing()?),
+                within: self.settings.timeout,
+            }),
         }
     }
 
@@ -284,45 +297,42 @@ impl Admin {
                 }
             }
         }
-        let deadline = Instant::now() + self.settings.timeout * 3;
-        loop {
+        let within = self.settings.timeout * 3;
+        let gone = wait::until_async(within, ASK_AGAIN, || async {
             let existing = self.topics()?;
-            if !names.iter().any(|n| existing.iter().any(|e| e == n)) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Config(format!(
-                    "topics {names:?} were not deleted in time"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Ok::<_, Error>((!names.iter().any(|n| existing.iter().any(|e| e == n))).then_some(()))
+        })
+        .await?;
+        gone.ok_or_else(|| Error::NotInTime {
+            what: format!("topics {names:?} were still listed after being deleted"),
+            within,
+        })
     }
 
     /// Deletes the committed offsets of consumer groups (missing ones are fine).
     pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
-        let deadline = Instant::now() + self.settings.timeout;
-        let mut remaining: Vec<&str> = groups.to_vec();
-        while !remaining.is_empty() {
+        // On a new cluster the group coordinator (the offsets topic) is
+        // created on first use: groups it is not ready for are asked again.
+        let remaining = Mutex::new((
+            groups.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+        ));
+        let done = wait::until_async(self.settings.timeout, ASK_AGAIN, || async {
+            let asked = remaining.lock().expect("never poisoned").0.clone();
+            let names: Vec<&str> = asked.iter().map(String::as_str).collect();
             let results = self
                 .client
-                .delete_groups(&remaining, &self.options())
+                .delete_groups(&names, &self.options())
                 .await
                 .while_("deleting consumer groups")?;
-            let mut retry = Vec::new();
+            let mut left = remaining.lock().expect("never poisoned");
+            left.0.clear();
             for result in results {
                 match result {
                     Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
-                    // On a new cluster the group coordinator (the offsets topic)
-                    // is created on first use: wait for it.
-                    Err((name, code)) if coordinator_pending(code) && Instant::now() < deadline => {
-                        retry.push(
-                            groups
-                                .iter()
-                                .copied()
-                                .find(|g| *g == name)
-                                .unwrap_or_default(),
-                        )
+                    Err((name, code)) if coordinator_pending(code) => {
+                        left.0.push(name);
+                        left.1 = code;
                     }
                     Err((name, code)) => {
                         return Err(Error::Kafka {
@@ -332,12 +342,14 @@ impl Admin {
                     }
                 }
             }
-            remaining = retry;
-            if !remaining.is_empty() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        Ok(())
+            Ok(left.0.is_empty().then_some(()))
+        })
+        .await?;
+        let (left, last) = remaining.into_inner().expect("never poisoned");
+        done.ok_or_else(|| Error::Kafka {
+            action: format!("deleting consumer groups {left:?}"),
+            cause: KafkaError::AdminOp(last),
+        })
     }
 
     /// (low, high) watermarks: the first offset still in the log, and the
@@ -352,25 +364,28 @@ impl Admin {
     /// How many members the consumer group has right now (0 for an unknown
     /// or empty group).
     pub fn active_members(&self, group: &str) -> Result<usize> {
-        let deadline = Instant::now() + self.settings.timeout;
-        loop {
+        let mut last = RDKafkaErrorCode::CoordinatorLoadInProgress;
+        let members = wait::until(self.settings.timeout, ASK_AGAIN, || {
             match self
                 .client
                 .inner()
                 .fetch_group_list(Some(group), self.settings.timeout)
             {
-                Ok(list) => return Ok(list.groups().iter().map(|g| g.members().len()).sum()),
-                Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => return Ok(0),
+                Ok(list) => Ok(Some(list.groups().iter().map(|g| g.members().len()).sum())),
+                Err(KafkaError::GroupListFetch(RDKafkaErrorCode::GroupIdNotFound)) => Ok(Some(0)),
                 // A broker that just started may still be loading the
                 // group's coordinator: ask again, within the timeout.
-                Err(KafkaError::GroupListFetch(code))
-                    if coordinator_pending(code) && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(200));
+                Err(KafkaError::GroupListFetch(code)) if coordinator_pending(code) => {
+                    last = code;
+                    Ok(None)
                 }
-                Err(e) => return Err(e).while_(format!("describing consumer group {group}")),
+                Err(e) => Err(e),
             }
-        }
+        })
+        .while_(format!("describing consumer group {group}"))?;
+        members
+            .ok_or(KafkaError::GroupListFetch(last))
+            .while_(format!("describing consumer group {group}"))
     }
 
     /// The group's committed offset per partition of `topic` (None: nothing
@@ -421,6 +436,44 @@ impl Admin {
         Ok(offsets_by_partition(&found, topic))
     }
 
+    /// Each topic's `max.message.bytes`: the largest record batch its
+    /// brokers take. A topic whose configuration we may not read (no
+    /// DescribeConfigs permission) is left out, with a warning.
+    pub async fn max_message_bytes(&self, topics: &[String]) -> Result<BTreeMap<String, usize>> {
+        let specifiers: Vec<ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|t| ResourceSpecifier::Topic(t.as_str()))
+            .collect();
+        let results = self
+            .client
+            .describe_configs(&specifiers, &self.options())
+            .await
+            .while_("describing topic configurations")?;
+        let mut limits = BTreeMap::new();
+        for (topic, result) in topics.iter().zip(results) {
+            let limit = match &result {
+                Ok(resource) => resource
+                    .get("max.message.bytes")
+                    .and_then(|e| e.value.as_deref())
+                    .and_then(|v| v.parse().ok()),
+                Err(_) => None,
+            };
+            match (limit, &result) {
+                (Some(limit), Ok(resource))
+                    if resource.specifier == OwnedResourceSpecifier::Topic(topic.clone()) =>
+                {
+                    limits.insert(topic.clone(), limit);
+                }
+                _ => tracing::warn!(
+                    topic,
+                    error = ?result.err(),
+                    "cannot read the topic's max.message.bytes; assuming librdkafka's batch size fits"
+                ),
+            }
+        }
+        Ok(limits)
+    }
+
     fn options(&self) -> AdminOptions {
         AdminOptions::new().request_timeout(Some(self.settings.timeout))
     }
@@ -433,8 +486,7 @@ impl Admin {
             return Ok(Arc::clone(client));
         }
         let client: Arc<BaseConsumer<Logged>> = Arc::new(
-            self.settings
-                .client_config(&[("group.id", group), ("enable.auto.commit", "false")])
+            clients::assign_only_reader(&self.settings, group, &[])
                 .create_with_context(Logged)
                 .while_("creating an offsets client")?,
         );

@@ -16,6 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaSettings;
 use crate::error::{KafkaResultExt, Result};
+use crate::kafka::clients;
 use crate::kafka::context::Logged;
 
 /// Reads single records by offset.
@@ -26,15 +27,11 @@ pub struct Peeker {
 
 impl Peeker {
     pub fn new(settings: &KafkaSettings) -> Result<Self> {
-        let consumer = settings
-            .client_config(&[
-                // librdkafka wants a group id even for assign(); this reader
-                // never joins the group and never commits.
-                ("group.id", "orderflow-peek"),
-                ("enable.auto.commit", "false"),
-                ("enable.partition.eof", "true"),
-                // The services read committed records only: so does the age.
-                ("isolation.level", "read_committed"),
+        // The services read committed records only: so does the age.
+        let consumer = clients::assign_only_reader(
+            settings,
+            "orderflow-peek",
+            &[
                 // An offset no longer in the log (retention deleted it):
                 // the oldest record still there is the oldest unconsumed.
                 ("auto.offset.reset", "earliest"),
@@ -44,9 +41,10 @@ impl Peeker {
                 // At a partition's end, answer at once rather than holding
                 // the fetch for librdkafka's default 500 ms.
                 ("fetch.wait.max.ms", "10"),
-            ])
-            .create_with_context(Logged)
-            .while_("creating the record reader")?;
+            ],
+        )
+        .create_with_context(Logged)
+        .while_("creating the record reader")?;
         Ok(Self {
             consumer,
             timeout: settings.timeout,

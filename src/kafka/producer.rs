@@ -15,8 +15,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
+use crate::config::overrides::{self, Promise};
 use crate::config::KafkaSettings;
 use crate::error::{Error, KafkaResultExt, Result};
+use crate::kafka::clients;
 use crate::kafka::context::{Logged, Measured, ReportStatistics};
 use crate::metrics::{ClientRole, Metrics};
 
@@ -24,8 +26,10 @@ use crate::metrics::{ClientRole, Metrics};
 /// whose metrics take librdkafka's statistics.
 pub type Producer<C = Logged> = FutureProducer<C>;
 
-/// An idempotent producer that waits for all in-sync replicas.
+/// An idempotent producer that waits for all in-sync replicas; `-X`
+/// properties that would void that are refused.
 pub fn idempotent(settings: &KafkaSettings) -> Result<Producer> {
+    overrides::check(&settings.overrides, Promise::IdempotentWrites)?;
     idempotent_config(settings)
         .create_with_context(Logged)
         .while_("creating the producer")
@@ -37,6 +41,7 @@ pub fn idempotent_measured(
     settings: &KafkaSettings,
     metrics: &Arc<Metrics>,
 ) -> Result<Producer<Measured>> {
+    overrides::check(&settings.overrides, Promise::IdempotentWrites)?;
     idempotent_config(settings)
         .report_statistics_to(metrics)
         .create_with_context(Measured {
@@ -47,19 +52,9 @@ pub fn idempotent_measured(
 }
 
 fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
-    settings.client_config(&[
-        // No duplicates and no reordering when librdkafka retries a batch
-        // after a timeout or a leader change; implies acks=all.
-        ("enable.idempotence", "true"),
-        // An event counts as written once every in-sync replica has it.
-        ("acks", "all"),
-        // Give up on a delivery after a minute rather than librdkafka's five,
-        // so a lost cluster becomes an error the user sees in bounded time.
-        ("message.timeout.ms", "60000"),
-        // Writing to a topic that does not exist is a mistake to report,
-        // not a reason to create one with the broker's default settings.
-        ("allow.auto.create.topics", "false"),
-    ])
+    // A delivery gives up after a minute rather than librdkafka's five, so
+    // a lost cluster becomes an error the user sees in bounded time.
+    clients::idempotent_producer(settings, "60000", &[])
 }
 
 /// Connects `producer` to the leaders of `topic` before the first send.
@@ -83,7 +78,10 @@ pub async fn connect<C: ClientContext + 'static>(
             .while_(format!("connecting the producer to {topic}"))
     })
     .await
-    .map_err(|e| Error::Config(format!("connecting the producer failed: {e}")))?
+    .map_err(|e| Error::Panicked {
+        what: "connecting the producer".into(),
+        cause: e.to_string(),
+    })?
 }
 
 /// Hands a record to librdkafka and returns the future of its delivery.

@@ -23,8 +23,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use rdkafka::producer::FutureRecord;
 
+use crate::engine::{changelogs_of, reset_record};
 use crate::kafka::admin::Admin;
-use crate::kafka::engine::{changelogs_of, reset_record};
 use crate::kafka::producer::{self, acknowledged};
 
 /// Where to move the offsets.

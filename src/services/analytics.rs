@@ -1,6 +1,6 @@
 //! The analytics service: consumes `InventoryChecked` events and counts them
 //! into one-minute windows of the orders' event time; renders the report. It
-//! runs on the stream engine (`kafka::engine`), exactly-once by default.
+//! runs on the stream engine (`crate::engine`), exactly-once by default.
 //!
 //! Window counts are kept per input partition and every change is written to
 //! the compacted changelog `<group>-windows-changelog` in the same transaction
@@ -32,10 +32,11 @@ use crate::config::KafkaSettings;
 use crate::domain::events::{InventoryChecked, WindowClosed};
 use crate::domain::report::Report;
 use crate::domain::windows::{ClosedWindows, Recorded, WindowCounts, Windows};
-use crate::error::{Error, Result};
+use crate::engine::{
+    self, EngineOptions, EngineStats, Guarantee, OutRecord, Poison, Task, Versioned,
+};
+use crate::error::Result;
 use crate::kafka::admin::{Admin, TopicSpec};
-use crate::kafka::engine::{self, EngineOptions, EngineStats, Guarantee};
-use crate::kafka::task::{OutRecord, Poison, Task, Versioned};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
@@ -111,6 +112,7 @@ pub async fn run(
     let engine_options = EngineOptions {
         group: options.group.clone(),
         input_topic: options.inventory_topic.clone(),
+        output_topics: vec![options.metrics_topic.clone()],
         changelog_topic: Some(changelog.clone()),
         guarantee: options.guarantee,
         transactional_id: format!("orderflow-{}-{}", options.group, options.instance_id),
@@ -129,7 +131,7 @@ pub async fn run(
         metrics: Arc::clone(&options.metrics),
     };
     let (settings, stop) = (settings.clone(), shutdown.clone());
-    tokio::task::spawn_blocking(move || {
+    crate::threads::run("analytics engine", move || {
         let stats = engine::run(&settings, &engine_options, &mut task, &stop)?;
         Ok(AnalyticsOutcome {
             report: task.report(),
@@ -137,7 +139,6 @@ pub async fn run(
         })
     })
     .await
-    .map_err(|e| Error::Config(format!("the analytics engine failed: {e}")))?
 }
 
 /// Open windows per assigned partition of the inventory topic.

@@ -1,6 +1,6 @@
 //! The inventory service: consumes `OrderPlaced` events, decides each against
 //! the stock, and publishes one `InventoryChecked` per order, keyed by order
-//! id. It runs on the stream engine (`kafka::engine`), exactly-once by default.
+//! id. It runs on the stream engine (`crate::engine`), exactly-once by default.
 //!
 //! Stock is sharded by order partition, as Kafka Streams keeps state per task:
 //! each partition of the orders topic has its own share of every SKU's units
@@ -27,10 +27,9 @@ use crate::config::KafkaSettings;
 use crate::domain::events::{InventoryChecked, OrderPlaced, Status, SCHEMA_VERSION};
 use crate::domain::latency::LatencySummary;
 use crate::domain::stock::{Inventory, StockConfig};
-use crate::error::{Error, Result};
+use crate::engine::{self, EngineOptions, Guarantee, OutRecord, Poison, Task, Versioned};
+use crate::error::Result;
 use crate::kafka::admin::Admin;
-use crate::kafka::engine::{self, EngineOptions, Guarantee};
-use crate::kafka::task::{OutRecord, Poison, Task, Versioned};
 use crate::metrics::{DecisionLabel, Metrics};
 
 #[derive(Debug, Clone)]
@@ -93,6 +92,7 @@ pub async fn run(
     let engine_options = EngineOptions {
         group: options.group.clone(),
         input_topic: options.orders_topic.clone(),
+        output_topics: vec![options.inventory_topic.clone()],
         changelog_topic: Some(changelog.clone()),
         guarantee: options.guarantee,
         transactional_id: format!("orderflow-{}-{}", options.group, options.instance_id),
@@ -109,7 +109,7 @@ pub async fn run(
         metrics: Arc::clone(&options.metrics),
     };
     let (settings, stop) = (settings.clone(), shutdown.clone());
-    tokio::task::spawn_blocking(move || {
+    crate::threads::run("inventory engine", move || {
         let stats = engine::run(&settings, &engine_options, &mut task, &stop)?;
         let counts = task.state.committed();
         Ok(InventorySummary {
@@ -124,7 +124,6 @@ pub async fn run(
         })
     })
     .await
-    .map_err(|e| Error::Config(format!("the inventory engine failed: {e}")))?
 }
 
 /// The inventory's state: a stock shard per assigned order partition.

@@ -10,6 +10,7 @@ mod dashboard;
 mod dead_letters;
 mod demo;
 mod exactly_once;
+mod failures;
 mod lag;
 mod metrics;
 mod pipeline;

@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
 use crate::domain::generator::{GeneratorConfig, OrderGenerator};
+use crate::engine::{dlq_topic, Guarantee};
 use crate::error::{Error, Result};
 use crate::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
-use crate::kafka::engine::{dlq_topic, Guarantee};
 use crate::ops::{lag, local_kafka, topics};
 use crate::services::analytics::windows_changelog;
 use crate::services::inventory::stock_changelog;

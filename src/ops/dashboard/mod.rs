@@ -49,7 +49,10 @@ pub async fn run(
         let (settings, watched) = (settings.clone(), options.watched.clone());
         tokio::task::spawn_blocking(move || Sampler::new(&settings, watched))
             .await
-            .map_err(|e| Error::Config(format!("the dashboard's sampler failed: {e}")))??
+            .map_err(|e| Error::Panicked {
+                what: "connecting the dashboard's sampler".into(),
+                cause: e.to_string(),
+            })??
     };
     let shared = Arc::new(Shared::new(options.history));
     let bound = serve(options.listen, web::router(Arc::clone(&shared))).await?;
@@ -57,7 +60,7 @@ pub async fn run(
 
     // librdkafka's calls block: the sampling loop has a thread of its own.
     let (interval, stop) = (options.interval, stop.clone());
-    tokio::task::spawn_blocking(move || {
+    crate::threads::run("dashboard sampler", move || {
         while !stop.is_cancelled() {
             let started = Instant::now();
             let (sample, windows) = sampler.sample();
@@ -72,7 +75,7 @@ pub async fn run(
                 std::thread::sleep(Duration::from_millis(50).min(rest));
             }
         }
+        Ok(())
     })
     .await
-    .map_err(|e| Error::Config(format!("the dashboard's sampler failed: {e}")))
 }

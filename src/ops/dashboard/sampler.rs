@@ -20,6 +20,7 @@ use crate::config::KafkaSettings;
 use crate::domain::events::WindowClosed;
 use crate::error::{KafkaResultExt, Result};
 use crate::kafka::admin::Admin;
+use crate::kafka::clients;
 use crate::kafka::context::Logged;
 use crate::ops::lag::Monitor;
 
@@ -69,18 +70,17 @@ impl Sampler {
             .iter()
             .map(|g| Monitor::new(settings, &g.group, Some(&g.topic), STATUS_WINDOW))
             .collect::<Result<Vec<_>>>()?;
-        let windows_reader = settings
-            .client_config(&[
-                // Assigned, never subscribed: the group id is librdkafka's
-                // requirement only; nothing is committed.
-                ("group.id", "orderflow-dashboard"),
-                ("enable.auto.commit", "false"),
-                // Windows of committed transactions only, as analytics
-                // publishes them.
-                ("isolation.level", "read_committed"),
-            ])
-            .create_with_context(Logged)
-            .while_("creating the OrderMetrics reader")?;
+        // Windows of committed transactions only, as analytics publishes
+        // them.
+        let windows_reader = clients::assign_only_reader(
+            settings,
+            "orderflow-dashboard",
+            // It reads on as windows are published: a partition's end is
+            // no news to it.
+            &[("enable.partition.eof", "false")],
+        )
+        .create_with_context(Logged)
+        .while_("creating the OrderMetrics reader")?;
         Ok(Self {
             admin,
             watched,

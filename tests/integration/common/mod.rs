@@ -94,7 +94,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        Service(Some(command.spawn().expect("orderflow starts")))
+        Service::new(command.spawn().expect("orderflow starts"))
     }
 
     /// Runs one of Kafka's own CLI tools through scripts/kafka; returns stdout.
@@ -242,18 +242,39 @@ impl Cluster {
 
 /// A running orderflow process. Dropped without `signal` (a test failed
 /// midway), it is killed and its stderr printed, to explain the failure.
-pub struct Service(Option<Child>);
+pub struct Service {
+    child: Option<Child>,
+    /// Its stderr, read as it is written: a service that logs more than a
+    /// pipe holds (64 KiB) would otherwise block on its next line.
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
 
 impl Service {
+    fn new(mut child: Child) -> Self {
+        let mut pipe = child.stderr.take().expect("stderr piped");
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        });
+        Self {
+            child: Some(child),
+            stderr: Some(reader),
+        }
+    }
+
     /// Waits for the service to exit by itself (within `limit`).
-    pub fn wait(self, limit: Duration) -> Output {
-        wait_with_limit(self.take(), limit)
+    pub fn wait(mut self, limit: Duration) -> Output {
+        let (child, stderr) = self.take();
+        let mut output = wait_with_limit(child, limit);
+        output.stderr = stderr.join().unwrap_or_default();
+        output
     }
 
     /// Collects its stdout, line by line as written, from now on.
     pub fn follow_stdout(&mut self) -> Arc<Mutex<Vec<String>>> {
         let stdout = self
-            .0
+            .child
             .as_mut()
             .and_then(|child| child.stdout.take())
             .expect("a running service with its stdout piped");
@@ -267,23 +288,27 @@ impl Service {
         lines
     }
 
-    fn take(mut self) -> Child {
-        self.0.take().expect("running")
+    fn take(&mut self) -> (Child, std::thread::JoinHandle<Vec<u8>>) {
+        (
+            self.child.take().expect("running"),
+            self.stderr.take().expect("running"),
+        )
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let Some(mut child) = self.0.take() else {
+        let (Some(mut child), Some(reader)) = (self.child.take(), self.stderr.take()) else {
             return;
         };
         let _ = child.kill();
-        let Ok(output) = child.wait_with_output() else {
+        if child.wait_with_output().is_err() {
             return;
-        };
+        }
+        let stderr = reader.join().unwrap_or_default();
         // The whole log goes to a file; the end of it to the test's output.
-        let saved = save_log(&output.stderr);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let saved = save_log(&stderr);
+        let stderr = String::from_utf8_lossy(&stderr);
         let tail: Vec<&str> = stderr
             .lines()
             .filter(|l| !l.contains("brokers are down") && !l.contains("Connect to"))
@@ -615,7 +640,7 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
     // Read both pipes on threads so a chatty child cannot block on a full pipe.
     // (A followed service's stdout is read elsewhere already.)
     let stdout = child.stdout.take();
-    let mut stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take();
     let out = std::thread::spawn(move || {
         let mut buf = Vec::new();
         match stdout {
@@ -625,7 +650,10 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
     });
     let err = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        stderr.read_to_end(&mut buf).map(|_| buf)
+        match stderr {
+            Some(mut stderr) => stderr.read_to_end(&mut buf).map(|_| buf),
+            None => Ok(buf),
+        }
     });
     let started = Instant::now();
     let status = loop {
@@ -646,15 +674,16 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
 }
 
 /// Sends a signal ("INT", "TERM", "KILL") to a child and waits for it to exit.
-pub fn signal(service: Service, name: &str) -> Output {
-    let child = service.take();
+pub fn signal(mut service: Service, name: &str) -> Output {
+    let (child, stderr) = service.take();
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -{name} failed");
-    let output = wait_with_limit(child, Duration::from_secs(60));
+    let mut output = wait_with_limit(child, Duration::from_secs(60));
+    output.stderr = stderr.join().unwrap_or_default();
     save_log(&output.stderr);
     output
 }

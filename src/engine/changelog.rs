@@ -18,9 +18,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::classify::{classify, Class};
+use super::task::{OutRecord, Task};
 use crate::error::{Error, KafkaResultExt, Result};
 use crate::kafka::context::Logged;
-use crate::kafka::task::{OutRecord, Task};
 
 /// Key of the engine's offset marker records.
 pub const OFFSET_KEY: &[u8] = b"__orderflow.offset";
@@ -103,15 +104,24 @@ pub fn restore<T: Task>(
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 pending.remove(&partition);
             }
+            // The changelog deleted, or reading it forbidden.
+            Some(Err(error)) if classify(&error) == Class::Fatal => {
+                return Err(Error::TopicRefused {
+                    topic: changelog.to_owned(),
+                    reason: error.to_string(),
+                })
+            }
             // Lost connections are retried by librdkafka (and logged by the
             // context); the deadline below catches a lasting outage.
             Some(Err(error)) => tracing::debug!(%error, "changelog read error"),
             None => {}
         }
         if last_progress.elapsed() > timeout * 3 {
-            return Err(Error::Config(format!(
-                "restoring {changelog} partitions {pending:?} made no progress"
-            )));
+            return Err(Error::RestoreStalled {
+                changelog: changelog.to_owned(),
+                partitions: pending.into_iter().collect(),
+                waited: timeout * 3,
+            });
         }
     }
     reader
@@ -121,9 +131,37 @@ pub fn restore<T: Task>(
     Ok(markers)
 }
 
+/// The partitions whose restored state belongs to another position of the
+/// input than the group's committed offset: their offset marker (where the
+/// state stands) differs from the committed offset. State and offsets
+/// commit together, so they agree unless the group's offsets were moved
+/// since (`orderflow replay`) without resetting the state.
+pub fn moved_since(
+    committed: &BTreeMap<i32, Option<i64>>,
+    markers: &BTreeMap<i32, Option<i64>>,
+) -> Vec<i32> {
+    markers
+        .iter()
+        .filter(|(p, marker)| marker.is_some() && **marker != committed.get(p).copied().flatten())
+        .map(|(&p, _)| p)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_is_dropped_only_where_the_offsets_moved_since() {
+        let committed = BTreeMap::from([(0, Some(10)), (1, Some(7)), (2, None), (3, Some(4))]);
+        let markers = BTreeMap::from([
+            (0, Some(10)), // agrees
+            (1, Some(12)), // the group was rewound to 7 since
+            (2, Some(3)),  // offsets deleted since
+            (3, None),     // no marker: nothing to judge (a reset, or new)
+        ]);
+        assert_eq!(moved_since(&committed, &markers), [1, 2]);
+    }
 
     #[test]
     fn finds_a_groups_changelogs_only() {

@@ -1,21 +1,21 @@
 //! The rdkafka contexts of the engine's clients: the consumer's records
 //! rebalances for the engine to apply after `poll` returns; the producer's
-//! remembers failed deliveries. Both log like every orderflow client and
-//! report librdkafka's statistics to the service's metrics (`Measured`).
+//! keeps failed deliveries, with the input each record was written for. Both
+//! log like every orderflow client and report librdkafka's statistics to the
+//! service's metrics (`Measured`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
 
-use crate::error::{Error, Result};
+use super::limits::record_batch_bytes;
 use crate::kafka::context::{describe, Measured};
 use crate::metrics::{ClientRole, Metrics};
 
@@ -87,19 +87,34 @@ impl ConsumerContext for GroupEvents {
     }
 }
 
-/// Producer context that remembers failed deliveries, so that an
-/// at-least-once batch never commits offsets past an output not written.
+/// A record the broker, librdkafka or the engine refused.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The sequence number of the input the record was written for
+    /// (`batch::ENGINE_RECORD` for the engine's own records).
+    pub input: u64,
+    pub topic: String,
+    pub error: KafkaError,
+    /// The record's size as a batch of one (see `limits`).
+    pub size: usize,
+    /// Why, when it was refused before it was sent (by librdkafka at
+    /// send, or by the engine's size check); None for a failed delivery.
+    pub before_sending: Option<String>,
+}
+
+/// Producer context that keeps failed deliveries until the engine takes
+/// them: at a commit, so that no batch commits past an output not written,
+/// and after a failure, so that the engine knows which input a refused
+/// record was written for.
 pub struct Deliveries {
-    failed: AtomicU64,
-    first_error: Mutex<Option<(String, KafkaError)>>,
+    failures: Mutex<Vec<Failure>>,
     measured: Measured,
 }
 
 impl Deliveries {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
-            failed: AtomicU64::new(0),
-            first_error: Mutex::default(),
+            failures: Mutex::default(),
             measured: Measured {
                 role: ClientRole::Producer,
                 metrics,
@@ -107,14 +122,25 @@ impl Deliveries {
         }
     }
 
-    /// Err with the first failure when any delivery failed.
-    pub fn check(&self) -> Result<()> {
-        if self.failed.load(Ordering::SeqCst) == 0 {
-            return Ok(());
-        }
-        let first = self.first_error.lock().expect("never poisoned").clone();
-        let (topic, cause) = first.unwrap_or_else(|| (String::new(), KafkaError::Canceled));
-        Err(Error::Delivery { topic, cause })
+    /// The failures reported since the last call.
+    pub fn take_failures(&self) -> Vec<Failure> {
+        std::mem::take(&mut *self.failures.lock().expect("never poisoned"))
+    }
+
+    /// The first failure reported since the last `take_failures`, which
+    /// stays for recovery to take.
+    pub fn first_failure(&self) -> Option<Failure> {
+        self.failures
+            .lock()
+            .expect("never poisoned")
+            .first()
+            .cloned()
+    }
+
+    /// Records a failure the engine saw itself, when librdkafka refused a
+    /// record before sending it.
+    pub fn refused(&self, failure: Failure) {
+        self.failures.lock().expect("never poisoned").push(failure);
     }
 }
 
@@ -133,13 +159,30 @@ impl ClientContext for Deliveries {
 }
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    /// The sequence number of the input a record was written for.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, input: usize) {
         if let Err((error, message)) = result {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            let mut first = self.first_error.lock().expect("never poisoned");
-            first.get_or_insert_with(|| (message.topic().to_owned(), error.clone()));
+            let headers: Vec<(usize, Option<usize>)> = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.len(), h.value.map(<[u8]>::len)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.refused(Failure {
+                input: input as u64,
+                topic: message.topic().to_owned(),
+                error: error.clone(),
+                size: record_batch_bytes(
+                    message.key().map(<[u8]>::len),
+                    message.payload().map(<[u8]>::len),
+                    &headers,
+                ),
+                before_sending: None,
+            });
         }
     }
 }

@@ -1,4 +1,4 @@
-//! What the stream engine (`kafka::engine`) runs: a [`Task`] that turns input
+//! What the stream engine (`crate::engine`) runs: a [`Task`] that turns input
 //! records into output records and keeps state per input partition, and
 //! [`Versioned`], the committed/working pair a task rolls back to when a
 //! transaction is aborted.
