@@ -97,10 +97,11 @@ pub enum Error {
     #[error("{what} within {}s", within.as_secs())]
     NotInTime { what: String, within: Duration },
 
-    /// A librdkafka call that should have returned within its timeout did not.
-    #[error("librdkafka's {call} did not return within {}s", waited.as_secs())]
+    /// A librdkafka call that should have returned within its timeout did
+    /// not, or timed out again and again: its client is stuck.
+    #[error("{call} got no answer from librdkafka for {}s", waited.as_secs())]
     Wedged {
-        call: &'static str,
+        call: String,
         waited: std::time::Duration,
     },
 

@@ -148,7 +148,7 @@ impl EngineProducer {
         const CALL: &str = "send_offsets_to_transaction";
         let (answer, outcome) = mpsc::channel();
         let wedged = Error::Wedged {
-            call: CALL,
+            call: CALL.into(),
             waited: timeout * 2,
         };
         let call = OffsetsCall {

@@ -156,8 +156,8 @@ impl<T: Task> Core<'_, T> {
         // A commit that times out goes on in the background; calling again
         // resumes it (aborting instead would conflict with it). An error that
         // needs an abort is not retried and goes to recovery.
-        retry::in_place("committing the transaction", || {
-            self.producer.commit_transaction(self.settings.timeout)
+        retry::transactional("committing the transaction", || {
+            Ok(self.producer.commit_transaction(self.settings.timeout))
         })
     }
 
@@ -166,7 +166,7 @@ impl<T: Task> Core<'_, T> {
     /// `EngineProducer::send_offsets`) and ends the retries.
     fn send_offsets(&self, consumer: &GroupConsumer) -> Result<()> {
         let offsets = self.offsets()?;
-        retry::in_place_or("adding the input offsets to the transaction", || {
+        retry::transactional("adding the input offsets to the transaction", || {
             // None only outside a group, which a subscribed consumer is not;
             // a redo asks again.
             let metadata = consumer.group_metadata().ok_or(Error::Kafka {

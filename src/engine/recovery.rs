@@ -154,8 +154,9 @@ fn is_consequence(error: &rdkafka::error::KafkaError) -> bool {
 fn class_of(error: &Error) -> Class {
     match error {
         Error::Kafka { cause, .. } | Error::Delivery { cause, .. } => classify(cause),
-        // A new producer aborts the wedged one's transaction.
-        Error::Wedged { .. } => Class::Fenced,
+        // Recovery has replaced the wedged producer already (a new one
+        // aborts its transaction): what is left is a redo, counted.
+        Error::Wedged { .. } => Class::Redo,
         _ => Class::Fatal,
     }
 }
@@ -180,9 +181,14 @@ impl<T: Task> Core<'_, T> {
     /// the verdict is to stop.
     pub(super) fn recover(&mut self, consumer: &GroupConsumer, error: Error) -> Result<()> {
         let mut renewed = false;
-        if let Error::Wedged { .. } = error {
+        if let Error::Wedged { call, waited } = &error {
             // Aborting would wait behind the wedged call: a new producer
             // aborts the transaction instead.
+            tracing::warn!(
+                call,
+                waited_s = waited.as_secs(),
+                "the producer is stuck; starting a new one"
+            );
             self.replace_producer()?;
             renewed = true;
         } else if self.batch.is_some() && self.exactly_once() {
@@ -293,11 +299,21 @@ impl<T: Task> Core<'_, T> {
     /// (its transaction is aborted already, by the broker). Returns whether
     /// it was.
     fn abort_transaction(&mut self) -> Result<bool> {
-        let aborted = retry::in_place("aborting the transaction", || {
-            self.producer.abort_transaction(self.settings.timeout)
+        let aborted = retry::transactional("aborting the transaction", || {
+            Ok(self.producer.abort_transaction(self.settings.timeout))
         });
         match aborted {
             Ok(()) => Ok(false),
+            // Stuck: a new producer aborts the transaction instead.
+            Err(Error::Wedged { call, waited }) => {
+                tracing::warn!(
+                    call,
+                    waited_s = waited.as_secs(),
+                    "the producer is stuck; starting a new one"
+                );
+                self.replace_producer()?;
+                Ok(true)
+            }
             Err(error) if class_of(&error) == Class::Fenced => {
                 self.renew_producer(&error.to_string())?;
                 Ok(true)
@@ -602,12 +618,13 @@ mod tests {
             Verdict::Stop(Error::Refused { .. })
         ));
         let wedged = Error::Wedged {
-            call: "send_offsets_to_transaction",
+            call: "send_offsets_to_transaction".into(),
             waited: Duration::from_secs(20),
         };
+        // Replaced before judging: a redo, counted like any other.
         assert!(matches!(
             judge(wedged, &[], None, "x.DLQ", &limits(300)),
-            Verdict::Renew(_)
+            Verdict::Redo(_)
         ));
         let fenced = [failure(5, "InventoryEvents", Code::ProducerFenced)];
         assert!(matches!(

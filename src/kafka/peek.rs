@@ -7,7 +7,7 @@
 //! dashboard do not build a client per refresh.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -18,6 +18,7 @@ use crate::config::KafkaSettings;
 use crate::error::{KafkaResultExt, Result};
 use crate::kafka::clients;
 use crate::kafka::context::Logged;
+use crate::wait;
 
 /// Reads single records by offset.
 pub struct Peeker {
@@ -73,8 +74,8 @@ impl Peeker {
             .assign(&list)
             .while_(format!("reading {topic}"))?;
         let mut pending: BTreeSet<i32> = offsets.keys().copied().collect();
-        let deadline = Instant::now() + self.timeout;
-        while !pending.is_empty() && Instant::now() < deadline {
+        // Partitions not read by the deadline keep None.
+        let _ = wait::until(self.timeout, Duration::ZERO, || {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) if pending.remove(&message.partition()) => {
                     // No timestamp, or one at or before the epoch, says
@@ -90,7 +91,8 @@ impl Peeker {
                 // deadline.
                 _ => {}
             }
-        }
+            Ok::<_, std::convert::Infallible>(pending.is_empty().then_some(()))
+        });
         self.consumer
             .unassign()
             .while_(format!("done reading {topic}"))?;

@@ -19,6 +19,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::KafkaSettings;
 use crate::error::{Error, KafkaResultExt, Result};
+use crate::wait;
 
 /// How long one metadata attempt may take before the reasons are looked at.
 const ATTEMPT: Duration = Duration::from_millis(500);
@@ -32,13 +33,16 @@ pub fn check(settings: &KafkaSettings) -> Result<()> {
         .create_with_context(Reasons::default())
         .while_("creating a client")?;
     let deadline = Instant::now() + settings.timeout;
-    loop {
+    let mut last_cause = None;
+    // Each attempt waits up to ATTEMPT for an answer: no pause between.
+    let answered = wait::until(settings.timeout, Duration::ZERO, || {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outcome = probe.fetch_metadata(None, remaining.min(ATTEMPT));
+        let outcome =
+            probe.fetch_metadata(None, remaining.clamp(Duration::from_millis(1), ATTEMPT));
         // Serves the error callbacks of that attempt.
         let _ = probe.poll(Duration::ZERO);
         let cause = match outcome {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(Some(())),
             Err(cause) => cause,
         };
         let seen = probe.context().seen();
@@ -55,22 +59,26 @@ pub fn check(settings: &KafkaSettings) -> Result<()> {
                 reason,
             });
         }
-        if Instant::now() >= deadline {
-            let detail = match seen.last {
-                Some(reason) => {
-                    format!("{reason} (is a broker running there, with this security protocol?)")
-                }
-                None => format!(
-                    "{cause} (is a broker running there? `scripts/kafka up` starts a local one)"
-                ),
-            };
-            return Err(Error::Unreachable {
-                brokers: settings.brokers.clone(),
-                timeout: settings.timeout,
-                detail,
-            });
-        }
+        last_cause = Some(cause);
+        Ok(None)
+    })?;
+    if answered.is_some() {
+        return Ok(());
     }
+    let detail = match (probe.context().seen().last, last_cause) {
+        (Some(reason), _) => {
+            format!("{reason} (is a broker running there, with this security protocol?)")
+        }
+        (None, cause) => format!(
+            "{} (is a broker running there? `scripts/kafka up` starts a local one)",
+            cause.map(|c| c.to_string()).unwrap_or_default()
+        ),
+    };
+    Err(Error::Unreachable {
+        brokers: settings.brokers.clone(),
+        timeout: settings.timeout,
+        detail,
+    })
 }
 
 /// Logs like every client and keeps what librdkafka said went wrong.

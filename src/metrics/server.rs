@@ -18,19 +18,27 @@ use crate::http::serve;
 /// The OpenMetrics text format, which `prometheus_client` writes.
 const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// A service's metrics: served at `addr` when one is given (and then with
-/// librdkafka's statistics), otherwise only kept.
-pub async fn start(service: Service, addr: Option<SocketAddr>) -> Result<Arc<Metrics>> {
-    let Some(addr) = addr else {
-        return Ok(Arc::new(Metrics::new(service)));
-    };
-    let metrics = Arc::new(Metrics::new(service).with_librdkafka_statistics());
+/// A service's metrics: with librdkafka's statistics when they will be
+/// served (each report is a JSON document parsed on a client's thread, not
+/// worth it for metrics no one reads).
+pub fn metrics_for(service: Service, served: bool) -> Arc<Metrics> {
+    let metrics = Metrics::new(service);
+    Arc::new(if served {
+        metrics.with_librdkafka_statistics()
+    } else {
+        metrics
+    })
+}
+
+/// Serves `metrics` at `http://addr/metrics`, on the caller's runtime, for
+/// as long as it runs.
+pub async fn serve_at(metrics: &Arc<Metrics>, addr: SocketAddr) -> Result<()> {
     let router = Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Arc::clone(&metrics));
+        .with_state(Arc::clone(metrics));
     let bound = serve(addr, router).await?;
     tracing::info!("serving Prometheus metrics at http://{bound}/metrics");
-    Ok(metrics)
+    Ok(())
 }
 
 async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

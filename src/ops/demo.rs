@@ -397,19 +397,15 @@ impl Pipeline {
     }
 
     async fn wait_until_drained(&self, admin: &Admin, options: &DemoOptions) -> Result<()> {
-        let started = Instant::now();
-        while !self.drained(admin, options)? {
-            if self.ended() {
-                break; // stop() reports why
-            }
-            if started.elapsed() > STALL_LIMIT {
-                return Err(Error::Config(
-                    "the pipeline did not drain within 120 s".into(),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(())
+        // A service that ended (stop() reports why) ends the wait too.
+        let done = crate::wait::until_async(STALL_LIMIT, POLL, || async {
+            Ok::<_, Error>((self.ended() || self.drained(admin, options)?).then_some(()))
+        })
+        .await?;
+        done.ok_or_else(|| Error::NotInTime {
+            what: "the pipeline did not drain".into(),
+            within: STALL_LIMIT,
+        })
     }
 
     async fn stop(self) -> Result<(InventorySummary, Report)> {

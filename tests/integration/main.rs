@@ -17,4 +17,5 @@ mod pipeline;
 mod replay;
 mod resilience;
 mod security;
+mod transactions;
 mod windows;

@@ -5,16 +5,11 @@
 //! undisturbed analytics run computes from the same events.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::common::{json, signal, unique, Cluster, LocalKafka, Names, Service};
+use crate::common::{json, own_brokers, signal, unique, Cluster, LocalKafka, Names, Service};
 
 const ORDERS: usize = 20_000;
-
-/// Tests that run brokers of their own take turns: on two cores, several
-/// extra JVM brokers starting at once would starve everything else.
-static OWN_BROKERS: Mutex<()> = Mutex::new(());
 
 /// Orders published at 2,000/s, so that they are still flowing during the
 /// disruption.
@@ -105,7 +100,7 @@ fn pipeline_through(cluster: Cluster, topics: &[&str], disrupt: impl FnOnce(&Nam
 
 #[test]
 fn a_broker_stopped_for_ten_seconds_loses_and_duplicates_nothing() {
-    let _turn = OWN_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = own_brokers();
     let kafka = LocalKafka::up(19292, 1);
     pipeline_through(kafka.cluster.clone(), &[], |_| {
         kafka.script(&["stop-node", "1"]);
@@ -116,7 +111,7 @@ fn a_broker_stopped_for_ten_seconds_loses_and_duplicates_nothing() {
 
 #[test]
 fn a_cluster_node_killed_mid_run_loses_and_duplicates_nothing() {
-    let _turn = OWN_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = own_brokers();
     let kafka = LocalKafka::up(19392, 3);
     // No --replication-factor: the cluster's defaults apply.
     pipeline_through(kafka.cluster.clone(), &[], |names| {

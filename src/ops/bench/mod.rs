@@ -562,23 +562,24 @@ impl Bench<'_> {
         services: &mut [&mut Service],
         mut done: impl FnMut() -> Result<bool>,
     ) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            if done()? {
-                return Ok(());
-            }
-            self.check_stop()?;
-            for service in services.iter_mut() {
-                service.check_running()?;
-            }
-            if started.elapsed() > STALL_LIMIT {
-                return Err(Error::Config(format!(
-                    "bench: waited {} s for {what}",
-                    STALL_LIMIT.as_secs()
-                )));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let done = crate::wait::until_async(STALL_LIMIT, POLL, || {
+            let answer = (|| {
+                if done()? {
+                    return Ok(Some(()));
+                }
+                self.check_stop()?;
+                for service in services.iter_mut() {
+                    service.check_running()?;
+                }
+                Ok::<_, Error>(None)
+            })();
+            async move { answer }
+        })
+        .await?;
+        done.ok_or_else(|| Error::NotInTime {
+            what: format!("bench: {what} did not happen"),
+            within: STALL_LIMIT,
+        })
     }
 
     /// Whether both groups have committed everything. Inventory is looked at

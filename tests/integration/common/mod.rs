@@ -322,6 +322,14 @@ impl Drop for Service {
     }
 }
 
+/// Tests that run brokers of their own take turns: on two cores, several
+/// extra JVM brokers starting at once would starve everything else. Hold
+/// the guard for the test's length.
+pub fn own_brokers() -> std::sync::MutexGuard<'static, ()> {
+    static OWN_BROKERS: Mutex<()> = Mutex::new(());
+    OWN_BROKERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A Kafka of a test's own, on its own ports, stopped when dropped.
 pub struct LocalKafka {
     port: u16,

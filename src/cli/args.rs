@@ -1,24 +1,17 @@
-//! The command line: one clap struct per subcommand, and their conversion into
-//! the library's validated option structs. Parsing stays here; the binary
-//! (`src/main.rs`) only dispatches and prints.
+//! The raw command line: one clap struct per subcommand, as the user typed
+//! it. Nothing here is checked beyond what clap checks; `validated.rs` turns
+//! these into the library's options.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::config::security::{Sasl, SaslMechanism, Security, Tls, PASSWORD_ENV};
-use crate::config::{parse_override, KafkaSettings};
-use crate::domain::generator::GeneratorConfig;
+use crate::config::parse_override;
+use crate::config::security::{SaslMechanism, PASSWORD_ENV};
 use crate::domain::report::Format;
-use crate::domain::stock::StockConfig;
 use crate::engine::Guarantee;
-use crate::error::{Error, Result};
-use crate::ops::bench::BenchOptions;
-use crate::ops::dashboard::{DashboardOptions, Watched, WatchedGroup};
 use crate::ops::replay::{parse_duration, ResetTarget};
 
 #[derive(Debug, Parser)]
@@ -65,17 +58,6 @@ pub struct KafkaArgs {
     pub security: SecurityArgs,
 }
 
-impl KafkaArgs {
-    pub fn settings(&self) -> Result<KafkaSettings> {
-        Ok(KafkaSettings {
-            brokers: self.brokers.clone(),
-            overrides: self.overrides.clone(),
-            timeout: Duration::from_secs(self.timeout.max(1)),
-            security: self.security.security()?,
-        })
-    }
-}
-
 /// SASL and TLS flags, for secure clusters.
 #[derive(Debug, Args)]
 pub struct SecurityArgs {
@@ -102,41 +84,6 @@ pub struct SecurityArgs {
     /// PEM file of this client's private key, for mutual TLS
     #[arg(long, global = true, value_name = "PATH", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
-}
-
-impl SecurityArgs {
-    pub fn security(&self) -> Result<Security> {
-        let sasl = match (
-            &self.sasl_mechanism,
-            &self.sasl_username,
-            &self.sasl_password,
-        ) {
-            (None, None, None) => None,
-            (Some(mechanism), Some(username), Some(password)) => Some(Sasl {
-                mechanism: *mechanism,
-                username: username.clone(),
-                password: password.clone(),
-            }),
-            (None, _, _) => {
-                return Err(Error::Config(
-                    "--sasl-username and --sasl-password need --sasl-mechanism".into(),
-                ))
-            }
-            (Some(mechanism), _, _) => {
-                return Err(Error::Config(format!(
-                    "SASL {} needs --sasl-username and --sasl-password (or {PASSWORD_ENV})",
-                    mechanism.name()
-                )))
-            }
-        };
-        let any_file = self.tls_ca_file.is_some() || self.tls_cert_file.is_some();
-        let tls = (self.tls || any_file).then(|| Tls {
-            ca_file: self.tls_ca_file.clone(),
-            cert_file: self.tls_cert_file.clone(),
-            key_file: self.tls_key_file.clone(),
-        });
-        Ok(Security { sasl, tls })
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,22 +155,6 @@ pub struct GeneratorArgs {
     pub orders_per_minute: f64,
 }
 
-impl GeneratorArgs {
-    pub fn config(&self) -> Result<GeneratorConfig> {
-        if !(self.orders_per_minute > 0.0 && self.orders_per_minute.is_finite()) {
-            return Err(Error::Config(
-                "--orders-per-minute must be a positive number".into(),
-            ));
-        }
-        Ok(GeneratorConfig {
-            seed: self.seed,
-            start: self.start_time,
-            orders_per_minute: self.orders_per_minute,
-            ..GeneratorConfig::default()
-        })
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// Topic of OrderPlaced events
@@ -270,38 +201,6 @@ pub struct StockArgs {
     pub stock_file: Option<PathBuf>,
 }
 
-impl StockArgs {
-    pub fn config(&self) -> Result<StockConfig> {
-        if !(0.0..=1.0).contains(&self.failure_rate) {
-            return Err(Error::Config(
-                "--failure-rate must be between 0 and 1".into(),
-            ));
-        }
-        let initial: BTreeMap<String, u64> = match &self.stock_file {
-            None => BTreeMap::new(),
-            Some(path) => {
-                let text = std::fs::read(path).map_err(|cause| Error::Io {
-                    action: "reading",
-                    path: path.clone(),
-                    cause,
-                })?;
-                serde_json::from_slice(&text).map_err(|e| {
-                    Error::Config(format!(
-                        "{}: expected a JSON object of SKU to units: {e}",
-                        path.display()
-                    ))
-                })?
-            }
-        };
-        Ok(StockConfig {
-            initial_per_sku: self.initial_stock,
-            initial,
-            failure_rate: self.failure_rate,
-            seed: self.failure_seed,
-        })
-    }
-}
-
 /// How a service runs.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -327,16 +226,6 @@ pub struct RunArgs {
     pub metrics: MetricsAddr,
 }
 
-impl RunArgs {
-    pub fn commit_interval(&self) -> Duration {
-        Duration::from_millis(self.commit_interval_ms.max(1))
-    }
-
-    pub fn instance_id(&self) -> String {
-        self.instance_id.clone().unwrap_or_else(host_name)
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
     #[command(flatten)]
@@ -348,16 +237,6 @@ pub struct InventoryArgs {
     pub stock: StockArgs,
     #[command(flatten)]
     pub run: RunArgs,
-}
-
-/// The host name, the default instance id.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[derive(Debug, Args)]
@@ -412,18 +291,6 @@ pub struct ReplayArgs {
     /// Apply the plan (without it, only show it)
     #[arg(long)]
     pub execute: bool,
-}
-
-impl ReplayArgs {
-    pub fn target(&self) -> ResetTarget {
-        match (self.to, self.by_duration, self.shift_by) {
-            (Some(to), _, _) => to,
-            (_, Some(ago), _) => ResetTarget::Ago(ago),
-            (_, _, Some(n)) => ResetTarget::ShiftBy(n),
-            // clap's group requires exactly one of them.
-            (None, None, None) => unreachable!("clap requires a target"),
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -512,37 +379,6 @@ pub struct DashboardArgs {
     pub history: usize,
 }
 
-impl DashboardArgs {
-    pub fn options(&self) -> DashboardOptions {
-        let group = |role: &str, group: &str, topic: &str| WatchedGroup {
-            role: role.into(),
-            group: group.into(),
-            topic: topic.into(),
-        };
-        DashboardOptions {
-            listen: self.listen,
-            watched: Watched {
-                orders_topic: self.topics.orders_topic.clone(),
-                metrics_topic: self.metrics.metrics_topic.clone(),
-                groups: vec![
-                    group(
-                        "inventory",
-                        &self.inventory_group,
-                        &self.topics.orders_topic,
-                    ),
-                    group(
-                        "analytics",
-                        &self.analytics_group,
-                        &self.topics.inventory_topic,
-                    ),
-                ],
-            },
-            interval: Duration::from_millis(self.interval_ms.max(100)),
-            history: self.history.max(1),
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Events in each throughput run
@@ -576,26 +412,4 @@ pub struct BenchArgs {
     /// Never start the local Kafka (scripts/kafka up), even when none answers
     #[arg(long)]
     pub no_local_kafka: bool,
-}
-
-impl BenchArgs {
-    pub fn options(&self) -> Result<BenchOptions> {
-        if !(self.rate > 0.0 && self.rate.is_finite()) || self.count == 0 {
-            return Err(Error::Config("--rate and --count must be positive".into()));
-        }
-        if self.topic_prefix.trim().is_empty() {
-            return Err(Error::Config("--topic-prefix must not be empty".into()));
-        }
-        Ok(BenchOptions {
-            count: self.count,
-            rate: self.rate,
-            latency_count: self.latency_count,
-            memory_count: self.memory_count,
-            partitions: self.partitions,
-            commit_interval: Duration::from_millis(self.commit_interval_ms.max(1)),
-            out: (self.out.as_os_str() != "-").then(|| self.out.clone()),
-            work_dir: self.work_dir.clone(),
-            prefix: self.topic_prefix.clone(),
-        })
-    }
 }

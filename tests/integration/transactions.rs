@@ -1,0 +1,158 @@
+//! Kafka's own transactions system test (tests/kafkatest/tests/core/
+//! transactions_test.py in apache/kafka), with inventory as the copier, on
+//! a 3-node cluster: while orders flow, every broker is restarted in turn
+//! (three rounds: one clean, two SIGKILLed), and separately the inventory
+//! instances are SIGKILLed and restarted three times each. Kafka's console
+//! consumer in read_committed mode then finds every order answered exactly
+//! once, with the decisions an undisturbed run makes over the same orders.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::common::{own_brokers, signal, unique, wait_until, LocalKafka, Names, Service};
+
+/// Two instances, as the system test runs a copier per input partition.
+const INSTANCES: [&str; 2] = ["a", "b"];
+
+fn inventory(names: &Names, instance: &str) -> Service {
+    let mut args = names.inventory_args();
+    // Little stock, so that out-of-stock decisions are in the comparison.
+    args.extend(["--instance-id", instance, "--initial-stock", "3000"]);
+    names.cluster.spawn_service(&args)
+}
+
+/// Orders at 1,000/s until stopped: they flow through every disruption.
+fn start_orders(names: &Names) -> Service {
+    names.spawn_producer(10_000_000, 71, 1_000)
+}
+
+/// Waits until inventory has committed `more` orders past what it had.
+fn progress(names: &Names, more: i64) {
+    let from = names.cluster.committed_total(&names.inventory_group);
+    wait_until("inventory makes progress", || {
+        names.cluster.committed_total(&names.inventory_group) > from + more
+    });
+}
+
+/// order id → status, from console-consumer lines "partition\tkey\tvalue".
+fn decisions(lines: &[String]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line.splitn(3, '\t').nth(2).unwrap()).unwrap();
+            (
+                value["order_id"].as_str().unwrap().to_owned(),
+                value["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Stops the orders and the services, and judges what they wrote.
+fn finish_and_check(names: &Names, producer: Service, services: Vec<Service>) {
+    let produced = signal(producer, "INT");
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let cluster = &names.cluster;
+    wait_until("inventory has caught up", || {
+        cluster.caught_up(&names.inventory_group)
+    });
+    for service in services {
+        let output = signal(service, "TERM");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let orders = cluster.read_all(&names.orders, "read_committed", &[]);
+    let ordered: BTreeSet<&str> = orders
+        .iter()
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    assert_eq!(ordered.len(), orders.len(), "each order published once");
+    assert!(orders.len() > 10_000, "orders flowed: {}", orders.len());
+    let answers = cluster.read_topic(&names.inventory, orders.len());
+    let decided = decisions(&answers);
+    assert_eq!(decided.len(), orders.len(), "no order answered twice");
+    assert!(decided
+        .keys()
+        .map(String::as_str)
+        .eq(ordered.iter().copied()));
+
+    // The undisturbed run: the same orders, a group and topic of its own.
+    let reference = Names {
+        inventory: unique("bounce-reference"),
+        inventory_group: unique("bounce-reference-g"),
+        ..names.clone()
+    };
+    reference.create_topics();
+    let mut args = reference.inventory_args();
+    args.extend(["--initial-stock", "3000", "--exit-at-end"]);
+    cluster.orderflow_ok(&args);
+    let undisturbed = decisions(&cluster.read_topic(&reference.inventory, orders.len()));
+    assert_eq!(decided, undisturbed);
+    assert!(decided.values().any(|s| s == "Rejected"));
+}
+
+/// Whether every partition of the cluster has all its replicas in sync.
+fn fully_replicated(names: &Names) -> bool {
+    names
+        .cluster
+        .kafka_tool(
+            "kafka-topics",
+            &["--describe", "--under-replicated-partitions"],
+            None,
+        )
+        .trim()
+        .is_empty()
+}
+
+#[test]
+fn every_broker_restarted_in_turn_three_times_loses_and_duplicates_no_order() {
+    let _turn = own_brokers();
+    let kafka = LocalKafka::up(19692, 3);
+    let names = Names::on(kafka.cluster.clone(), "broker-bounce");
+    names.create_topics();
+    let producer = start_orders(&names);
+    let services: Vec<Service> = INSTANCES.iter().map(|i| inventory(&names, i)).collect();
+    progress(&names, 2_000);
+    for how in ["stop-node", "kill-node", "kill-node"] {
+        for node in ["1", "2", "3"] {
+            kafka.script(&[how, node]);
+            kafka.script(&["start-node", node]);
+            // As an operator rolls a cluster: the next node only once the
+            // restarted one has caught up.
+            wait_until("every partition is in sync again", || {
+                fully_replicated(&names)
+            });
+            progress(&names, 500);
+        }
+    }
+    finish_and_check(&names, producer, services);
+}
+
+#[test]
+fn inventory_instances_killed_three_times_each_lose_and_duplicate_no_order() {
+    let _turn = own_brokers();
+    let kafka = LocalKafka::up(19792, 3);
+    let names = Names::on(kafka.cluster.clone(), "client-bounce");
+    names.create_topics();
+    let producer = start_orders(&names);
+    let mut services: Vec<Service> = INSTANCES.iter().map(|i| inventory(&names, i)).collect();
+    for _ in 0..3 {
+        for (slot, instance) in INSTANCES.iter().enumerate() {
+            progress(&names, 1_000);
+            let killed = signal(services.remove(slot), "KILL");
+            assert!(!killed.status.success());
+            // The same instance id: its restart fences what the killed one
+            // left open, as the system test's copier restarts do.
+            services.insert(slot, inventory(&names, instance));
+        }
+    }
+    progress(&names, 1_000);
+    finish_and_check(&names, producer, services);
+}
