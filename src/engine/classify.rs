@@ -58,6 +58,15 @@ pub fn classify(error: &KafkaError) -> Class {
     }
 }
 
+/// Whether an error says another producer took our transactional id (its
+/// epoch bumped past ours), as opposed to another fatal state.
+pub fn is_fencing(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(Code::ProducerFenced | Code::InvalidProducerEpoch | Code::Fenced)
+    )
+}
+
 /// The class of a librdkafka or broker error code.
 pub fn classify_code(code: Code) -> Class {
     match code {
@@ -199,6 +208,12 @@ mod tests {
     fn a_fenced_producer_is_replaced() {
         assert_eq!(produced(Code::ProducerFenced), Class::Fenced);
         assert_eq!(produced(Code::Fenced), Class::Fenced);
+        assert!(is_fencing(&KafkaError::MessageProduction(
+            Code::ProducerFenced
+        )));
+        assert!(!is_fencing(&KafkaError::MessageProduction(
+            Code::InvalidTransactionalState
+        )));
     }
 
     #[test]

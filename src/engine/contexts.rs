@@ -50,19 +50,26 @@ impl GroupEvents {
     }
 }
 
-impl ClientContext for GroupEvents {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.measured.log(level, facility, message);
-    }
+/// Both contexts log and measure as `Measured` does.
+macro_rules! measured_client_context {
+    ($context:ty) => {
+        impl ClientContext for $context {
+            fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+                self.measured.log(level, facility, message);
+            }
 
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.measured.error(error, reason);
-    }
+            fn error(&self, error: KafkaError, reason: &str) {
+                self.measured.error(error, reason);
+            }
 
-    fn stats(&self, statistics: Statistics) {
-        self.measured.stats(statistics);
-    }
+            fn stats(&self, statistics: Statistics) {
+                self.measured.stats(statistics);
+            }
+        }
+    };
 }
+
+measured_client_context!(GroupEvents);
 
 impl ConsumerContext for GroupEvents {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -144,19 +151,7 @@ impl Deliveries {
     }
 }
 
-impl ClientContext for Deliveries {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.measured.log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.measured.error(error, reason);
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        self.measured.stats(statistics);
-    }
-}
+measured_client_context!(Deliveries);
 
 impl ProducerContext for Deliveries {
     /// The sequence number of the input a record was written for.

@@ -17,7 +17,7 @@ use rdkafka::producer::Producer;
 use rdkafka::Offset;
 
 use super::batch::{Batch, Input, ENGINE_RECORD};
-use super::classify::{classify, Class};
+use super::classify::{classify, is_fencing, Class};
 use super::clients::{EngineProducer, GroupConsumer};
 use super::contexts::Failure;
 use super::core::{read_limits, Core};
@@ -34,8 +34,10 @@ pub enum Verdict {
     /// Kafka refused for good records written for these inputs: redo the
     /// batch with them dead-lettered, for these reasons.
     SetAside(Vec<(Input, String)>),
-    /// The producer is fenced: replace it, then redo.
-    Renew(String),
+    /// The producer cannot go on (fenced, or in a fatal state): replace
+    /// it, then redo. `fenced`: another producer took its transactional id
+    /// (an epoch bump), which is counted.
+    Renew { cause: String, fenced: bool },
     /// Redo the batch, after a pause; the cause, for the logs.
     Redo(String),
     /// Stop the service with this error.
@@ -100,7 +102,7 @@ pub fn judge(
                     _ => {}
                 }
             }
-            Class::Fenced => fenced = Some(reason),
+            Class::Fenced => fenced = Some((reason, is_fencing(&failure.error))),
             Class::Retry | Class::Redo if !is_consequence(&failure.error) => {
                 cause.get_or_insert_with(|| format!("{}: {reason}", failure.topic));
             }
@@ -110,12 +112,15 @@ pub fn judge(
     if !set_aside.is_empty() {
         return Verdict::SetAside(set_aside);
     }
-    if let Some(reason) = fenced {
-        return Verdict::Renew(reason);
+    if let Some((cause, fenced)) = fenced {
+        return Verdict::Renew { cause, fenced };
     }
     match class_of(&error) {
         Class::Fatal => Verdict::Stop(fatal(error)),
-        Class::Fenced => Verdict::Renew(error.to_string()),
+        Class::Fenced => Verdict::Renew {
+            fenced: matches!(&error, Error::Kafka { cause, .. } if is_fencing(cause)),
+            cause: error.to_string(),
+        },
         Class::Retry | Class::Redo | Class::Record => {
             Verdict::Redo(cause.unwrap_or_else(|| error.to_string()))
         }
@@ -231,9 +236,14 @@ impl<T: Task> Core<'_, T> {
                 // Each such redo sets aside one record more: progress.
                 self.redos.progressed();
             }
-            Verdict::Renew(cause) => {
+            Verdict::Renew { cause, fenced } => {
                 if !renewed {
-                    self.renew_producer(&cause)?;
+                    self.renew_producer(&cause, fenced)?;
+                }
+                // Fencing is bounded by its own count; any other fatal
+                // state of the producer by the redos.
+                if !fenced {
+                    self.redo_after_pause(cause)?;
                 }
             }
             // Batches capped anew is progress: redo at once.
@@ -241,23 +251,28 @@ impl<T: Task> Core<'_, T> {
                 tracing::warn!(%cause, "a topic's record size limit changed: redoing the batch in smaller batches");
                 self.redos.progressed();
             }
-            Verdict::Redo(cause) => {
-                let Some(pause) = self.redos.failed() else {
-                    return Err(Error::BatchFailing {
-                        attempts: self.redos.attempts(),
-                        cause,
-                    });
-                };
-                tracing::warn!(
-                    %cause,
-                    attempt = self.redos.attempts(),
-                    pause_ms = pause.as_millis() as u64,
-                    "the batch failed; aborting it and doing it again"
-                );
-                self.pause(pause);
-            }
+            Verdict::Redo(cause) => self.redo_after_pause(cause)?,
         }
         self.rewind(consumer)
+    }
+
+    /// Counts a redo without progress and pauses before it; Err once the
+    /// batch has failed too often in a row.
+    fn redo_after_pause(&mut self, cause: String) -> Result<()> {
+        let Some(pause) = self.redos.failed() else {
+            return Err(Error::BatchFailing {
+                attempts: self.redos.attempts(),
+                cause,
+            });
+        };
+        tracing::warn!(
+            %cause,
+            attempt = self.redos.attempts(),
+            pause_ms = pause.as_millis() as u64,
+            "the batch failed; aborting it and doing it again"
+        );
+        self.pause(pause);
+        Ok(())
     }
 
     /// A fatal error that names no topic (a transactional call's, which
@@ -315,7 +330,8 @@ impl<T: Task> Core<'_, T> {
                 Ok(true)
             }
             Err(error) if class_of(&error) == Class::Fenced => {
-                self.renew_producer(&error.to_string())?;
+                let fenced = matches!(&error, Error::Kafka { cause, .. } if is_fencing(cause));
+                self.renew_producer(&error.to_string(), fenced)?;
                 Ok(true)
             }
             Err(error) => Err(error),
@@ -352,22 +368,27 @@ impl<T: Task> Core<'_, T> {
         self.at_end.clear();
     }
 
-    /// Replaces a fenced producer. The coordinator fences a producer whose
-    /// transaction outlived `transaction.timeout.ms` (a long outage) by
-    /// bumping its epoch; a new producer with the same transactional id
-    /// carries on. Fenced again and again means another process runs with
-    /// the same transactional id: that is an error, not a fight.
-    fn renew_producer(&mut self, cause: &str) -> Result<()> {
+    /// Replaces a producer that cannot go on. The coordinator fences a
+    /// producer whose transaction outlived `transaction.timeout.ms` (a long
+    /// outage) by bumping its epoch; a new producer with the same
+    /// transactional id carries on. Fenced again and again means another
+    /// process runs with the same transactional id: that is an error, not a
+    /// fight. Other fatal states (a transactional call in an invalid state,
+    /// seen during rolling broker restarts) are not counted as fencing: the
+    /// redos of the failed batch bound them.
+    fn renew_producer(&mut self, cause: &str, fenced: bool) -> Result<()> {
         const WINDOW: Duration = Duration::from_secs(120);
-        self.renewals.retain(|t| t.elapsed() < WINDOW);
-        if self.renewals.len() >= 3 {
-            return Err(Error::Fenced {
-                transactional_id: self.options.transactional_id.clone(),
-                cause: cause.to_owned(),
-            });
+        if fenced {
+            self.renewals.retain(|t| t.elapsed() < WINDOW);
+            if self.renewals.len() >= 3 {
+                return Err(Error::Fenced {
+                    transactional_id: self.options.transactional_id.clone(),
+                    cause: cause.to_owned(),
+                });
+            }
+            self.renewals.push(Instant::now());
         }
-        self.renewals.push(Instant::now());
-        tracing::warn!(%cause, "the producer was fenced; starting a new one");
+        tracing::warn!(%cause, fenced, "the producer cannot go on; starting a new one");
         self.replace_producer()
     }
 
@@ -455,6 +476,18 @@ mod tests {
         }
     }
 
+    /// The verdict on a failed batch of `batch()` whose DLQ is
+    /// OrderEvents.DLQ and whose decisions topic takes 300 bytes.
+    fn judged(failures: &[Failure]) -> Verdict {
+        judge(
+            aborted(),
+            failures,
+            Some(&batch()),
+            "OrderEvents.DLQ",
+            &limits(300),
+        )
+    }
+
     fn batch() -> Batch {
         let mut batch = Batch::open(5);
         batch.admit(0, 100); // input 5
@@ -470,13 +503,7 @@ mod tests {
             failure(7, "InventoryEvents", Code::PurgeQueue),
             failure(6, "InventoryEvents", Code::MessageSizeTooLarge),
         ];
-        match judge(
-            aborted(),
-            &failures,
-            Some(&batch()),
-            "OrderEvents.DLQ",
-            &limits(300),
-        ) {
+        match judged(&failures) {
             Verdict::SetAside(inputs) => {
                 assert_eq!(inputs.len(), 1, "once per input");
                 let ((partition, offset), reason) = &inputs[0];
@@ -525,13 +552,7 @@ mod tests {
             failure(5, "InventoryEvents", Code::MessageTimedOut),
             failure(6, "InventoryEvents", Code::UnknownTopic),
         ];
-        match judge(
-            aborted(),
-            &failures,
-            Some(&batch()),
-            "OrderEvents.DLQ",
-            &limits(300),
-        ) {
+        match judged(&failures) {
             Verdict::Stop(error) => {
                 let message = error.to_string();
                 assert!(
@@ -570,16 +591,7 @@ mod tests {
     #[test]
     fn a_late_report_of_an_earlier_batch_is_not_blamed_on_this_one() {
         let failures = [failure(2, "InventoryEvents", Code::MessageSizeTooLarge)];
-        assert!(matches!(
-            judge(
-                aborted(),
-                &failures,
-                Some(&batch()),
-                "OrderEvents.DLQ",
-                &limits(300)
-            ),
-            Verdict::Redo(_)
-        ));
+        assert!(matches!(judged(&failures), Verdict::Redo(_)));
     }
 
     #[test]
@@ -588,13 +600,7 @@ mod tests {
             failure(5, "InventoryEvents", Code::PurgeInflight),
             failure(6, "InventoryEvents", Code::MessageTimedOut),
         ];
-        match judge(
-            aborted(),
-            &failures,
-            Some(&batch()),
-            "OrderEvents.DLQ",
-            &limits(300),
-        ) {
+        match judged(&failures) {
             Verdict::Redo(cause) => {
                 assert!(cause.starts_with("InventoryEvents: "), "{cause}");
                 assert!(cause.contains("timed out"), "{cause}");
@@ -629,7 +635,7 @@ mod tests {
         let fenced = [failure(5, "InventoryEvents", Code::ProducerFenced)];
         assert!(matches!(
             judge(aborted(), &fenced, Some(&batch()), "x.DLQ", &limits(300)),
-            Verdict::Renew(_)
+            Verdict::Renew { fenced: true, .. }
         ));
     }
 }
