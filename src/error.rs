@@ -105,6 +105,39 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// A program we run (Kafka's tools, `scripts/kafka`, a service the bench
+    /// started) failed or said something we cannot read.
+    #[error("{tool} failed: {detail}")]
+    Tool { tool: String, detail: String },
+
+    /// A measured run handled another number of events than it was given.
+    #[error("{what} handled {found} events, expected {expected}")]
+    Miscounted {
+        what: String,
+        expected: u64,
+        found: u64,
+    },
+
+    /// A consumer group has no committed offsets where they are needed.
+    #[error("group {group:?} has no committed offsets {on}")]
+    NothingCommitted { group: String, on: String },
+
+    /// An HTTP endpoint of ours (a service's metrics) did not answer.
+    #[error("scraping {url}: {reason}")]
+    Scrape { url: String, reason: String },
+
+    /// A file of ours that is not what it should be.
+    #[error("{} is not {expected}: {reason}", path.display())]
+    BadFile {
+        path: PathBuf,
+        expected: &'static str,
+        reason: String,
+    },
+
+    /// The user asked to stop before the work was done.
+    #[error("{0}: stopped on request before it was done")]
+    Stopped(String),
+
     /// A thread of ours ended by panicking.
     #[error("{what} stopped unexpectedly: {cause}")]
     Panicked { what: String, cause: String },

@@ -66,7 +66,10 @@ pub fn scrape(addr: SocketAddr, timeout: Duration) -> Result<Samples> {
         .get(&url)
         .call()
         .and_then(|mut response| response.body_mut().read_to_string())
-        .map_err(|e| Error::Config(format!("scraping {url}: {e}")))?;
+        .map_err(|e| Error::Scrape {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(Samples::parse(&text))
 }
 

@@ -458,7 +458,10 @@ fn io_error(action: &'static str, path: &Path, cause: std::io::Error) -> Error {
 }
 
 fn join_error(error: tokio::task::JoinError) -> Error {
-    Error::Config(format!("a pipeline task failed: {error}"))
+    Error::Panicked {
+        what: "a pipeline task".into(),
+        cause: error.to_string(),
+    }
 }
 
 fn first_lines(text: &str, n: usize) -> String {

@@ -57,10 +57,10 @@ pub fn start(brokers: &str) -> Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(Error::Config(format!(
-            "{} up failed ({status})",
-            script.display()
-        )))
+        Err(Error::Tool {
+            tool: format!("{} up", script.display()),
+            detail: status.to_string(),
+        })
     }
 }
 

@@ -182,9 +182,10 @@ pub fn plan(admin: &Admin, group: &str, topic: &str, target: ResetTarget) -> Res
         let current = committed.get(&partition).copied().flatten();
         let at_time = at_time.get(&partition).copied().flatten();
         let new = resolve(target, low, high, at_time, current).ok_or_else(|| {
-            Error::Config(format!(
-                "cannot shift the offset of {topic}[{partition}]: group {group} has none committed"
-            ))
+            Error::NothingCommitted {
+                group: group.to_owned(),
+                on: format!("on {topic}[{partition}] to shift"),
+            }
         })?;
         rows.push(ResetRow {
             partition,

@@ -67,8 +67,11 @@ impl RunStats {
             path: path.to_owned(),
             cause,
         })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Config(format!("{} is not a stats file: {e}", path.display())))
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadFile {
+            path: path.to_owned(),
+            expected: "a stats file",
+            reason: e.to_string(),
+        })
     }
 }
 

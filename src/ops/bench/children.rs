@@ -145,12 +145,14 @@ impl Service {
     fn failure(&self, what: &str) -> Error {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        Error::Config(format!(
-            "bench: {} {what}; its log is {}:\n{}",
-            self.name,
-            self.log.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ))
+        Error::Tool {
+            tool: format!("the bench's {}", self.name),
+            detail: format!(
+                "{what}; its log is {}:\n{}",
+                self.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ),
+        }
     }
 }
 

@@ -325,7 +325,7 @@ impl Bench<'_> {
 
     fn check_stop(&self) -> Result<()> {
         if self.shutdown.is_cancelled() {
-            Err(Error::Config("bench: stopped".into()))
+            Err(Error::Stopped("the bench".into()))
         } else {
             Ok(())
         }
@@ -374,10 +374,11 @@ impl Bench<'_> {
         if stats.events == count {
             Ok(())
         } else {
-            Err(Error::Config(format!(
-                "bench: {} handled {} events, expected {count}",
-                stats.service, stats.events
-            )))
+            Err(Error::Miscounted {
+                what: format!("bench: {}", stats.service),
+                expected: count,
+                found: stats.events,
+            })
         }
     }
 

@@ -103,18 +103,24 @@ async fn run_tool(script: &Path, tool: &str, args: &[String]) -> Result<String> 
         })?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        return Err(Error::Config(format!(
-            "{tool} failed ({}): {}{}",
-            output.status,
-            stdout.trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        return Err(Error::Tool {
+            tool: tool.to_owned(),
+            detail: format!(
+                "({}): {}{}",
+                output.status,
+                stdout.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        });
     }
     Ok(stdout)
 }
 
 fn unreadable(tool: &str, output: &str) -> Error {
-    Error::Config(format!("no result in what {tool} printed:\n{output}"))
+    Error::Tool {
+        tool: tool.to_owned(),
+        detail: format!("no result in what it printed:\n{output}"),
+    }
 }
 
 /// The final summary line: "N records sent, R records/sec (M MB/sec), ...".

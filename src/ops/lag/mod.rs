@@ -141,9 +141,10 @@ pub fn measure(admin: &Admin, group: &str, topic: Option<&str>) -> Result<GroupL
         }
     }
     if rows.is_empty() && topic.is_none() {
-        return Err(Error::Config(format!(
-            "group {group:?} has no committed offsets on any topic"
-        )));
+        return Err(Error::NothingCommitted {
+            group: group.to_owned(),
+            on: "on any topic".into(),
+        });
     }
     Ok(GroupLag::new(group, rows))
 }
