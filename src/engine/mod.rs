@@ -42,7 +42,8 @@
 //! `clients` and `contexts` (its Kafka clients and their callbacks),
 //! `core` (the loop), `batch` (the open batch's books), `assignment`
 //! (rebalances), `changelog` (restoring state, offset markers, resets),
-//! `commit`, `recovery`, `classify`, `redo` and `retry` (failures),
+//! `commit`, `verdict` and `recovery`, `classify`, `redo` and `retry`
+//! (failures), `limits` (record sizes),
 //! `dead_letters`, and `task` (what it runs).
 
 mod assignment;
@@ -60,6 +61,7 @@ mod recovery;
 mod redo;
 mod retry;
 pub mod task;
+mod verdict;
 
 pub use changelog::{changelogs_of, reset_record};
 pub use dead_letters::{dlq_headers, dlq_topic};
