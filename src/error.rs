@@ -118,6 +118,14 @@ pub enum Error {
         found: u64,
     },
 
+    /// A batch run could not take every partition of its input: its
+    /// report would cover a share only.
+    #[error(
+        "the report would cover only part of {topic}: partitions {missing:?} are held by \
+         another member of the group (stop it, or run without --exit-at-end)"
+    )]
+    PartialCoverage { topic: String, missing: Vec<i32> },
+
     /// A consumer group has no committed offsets where they are needed.
     #[error("group {group:?} has no committed offsets {on}")]
     NothingCommitted { group: String, on: String },

@@ -253,6 +253,10 @@ pub struct AnalyticsArgs {
     /// later events are counted as late
     #[arg(long, default_value_t = crate::services::analytics::DEFAULT_GRACE.as_millis() as u64, value_name = "MS")]
     pub grace_ms: u64,
+    /// How long a partition without records holds the watermark back (wall
+    /// clock); when every partition is idle, windows close on the wall clock
+    #[arg(long, default_value_t = crate::services::analytics::DEFAULT_IDLE_TIMEOUT.as_millis() as u64, value_name = "MS")]
+    pub idle_timeout_ms: u64,
     /// Write the report to this file instead of standard output
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -338,6 +338,7 @@ fn analytics(args: AnalyticsArgs) -> AnalyticsRun {
             throttle: Duration::from_millis(args.throttle_ms),
             commit_interval: run.commit_interval,
             grace: Duration::from_millis(args.grace_ms),
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms.max(1)),
             metrics: service_metrics(Service::Analytics, run.reporting.metrics_addr),
         },
         reporting: run.reporting,

@@ -9,8 +9,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The schema version this build writes and the only one it accepts.
+/// The schema version of `OrderPlaced` and `InventoryChecked` this build
+/// writes and the only one it accepts.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The schema version of `WindowClosed`: 2 since a window is published once
+/// for all partitions (version 1 had one record per window and partition,
+/// with a `source_partition`).
+pub const WINDOW_CLOSED_VERSION: u32 = 2;
 
 /// A customer placed an order. Prices are integer cents, never floats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,8 +91,6 @@ pub struct WindowClosed {
     /// The window's start, also the record's key (RFC 3339, UTC).
     #[serde(with = "millis")]
     pub window_start: DateTime<Utc>,
-    /// The inventory-topic partition these counts come from.
-    pub source_partition: i32,
     pub orders: u64,
     pub failed: u64,
 }
@@ -115,7 +119,12 @@ impl OrderPlaced {
     }
 
     fn validate(&self) -> Result<(), DecodeError> {
-        check_header(&self.event_type, Self::EVENT_TYPE, self.schema_version)?;
+        check_header(
+            &self.event_type,
+            Self::EVENT_TYPE,
+            self.schema_version,
+            SCHEMA_VERSION,
+        )?;
         if self.items.is_empty() {
             return invalid("order has no line items");
         }
@@ -146,7 +155,12 @@ impl InventoryChecked {
     /// Parses and validates an `InventoryChecked` from a message payload.
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         let event: InventoryChecked = serde_json::from_slice(payload)?;
-        check_header(&event.event_type, Self::EVENT_TYPE, event.schema_version)?;
+        check_header(
+            &event.event_type,
+            Self::EVENT_TYPE,
+            event.schema_version,
+            SCHEMA_VERSION,
+        )?;
         if (event.status == Status::Rejected) != event.reason.is_some() {
             return invalid("a reason is given exactly when the status is Rejected");
         }
@@ -165,17 +179,11 @@ impl InventoryChecked {
 impl WindowClosed {
     pub const EVENT_TYPE: &'static str = "WindowClosed";
 
-    pub fn new(
-        window_start: DateTime<Utc>,
-        source_partition: i32,
-        orders: u64,
-        failed: u64,
-    ) -> Self {
+    pub fn new(window_start: DateTime<Utc>, orders: u64, failed: u64) -> Self {
         Self {
             event_type: Self::EVENT_TYPE.to_owned(),
-            schema_version: SCHEMA_VERSION,
+            schema_version: WINDOW_CLOSED_VERSION,
             window_start,
-            source_partition,
             orders,
             failed,
         }
@@ -184,7 +192,12 @@ impl WindowClosed {
     /// Parses and validates a `WindowClosed` from a message payload.
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         let event: WindowClosed = serde_json::from_slice(payload)?;
-        check_header(&event.event_type, Self::EVENT_TYPE, event.schema_version)?;
+        check_header(
+            &event.event_type,
+            Self::EVENT_TYPE,
+            event.schema_version,
+            WINDOW_CLOSED_VERSION,
+        )?;
         if event.failed > event.orders {
             return invalid("more failed orders than orders in the window");
         }
@@ -201,15 +214,20 @@ impl WindowClosed {
     }
 }
 
-fn check_header(event_type: &str, expected: &str, version: u32) -> Result<(), DecodeError> {
+fn check_header(
+    event_type: &str,
+    expected: &str,
+    version: u32,
+    reads: u32,
+) -> Result<(), DecodeError> {
     if event_type != expected {
         return invalid(format!(
             "event_type is {event_type:?}, expected {expected:?}"
         ));
     }
-    if version != SCHEMA_VERSION {
+    if version != reads {
         return invalid(format!(
-            "unknown schema_version {version} (this build reads {SCHEMA_VERSION})"
+            "unknown schema_version {version} (this build reads {reads})"
         ));
     }
     Ok(())
@@ -282,9 +300,13 @@ mod tests {
     #[test]
     fn window_closed_round_trips_and_is_checked() {
         let start = "2026-01-01T00:05:00Z".parse().unwrap();
-        let event = WindowClosed::new(start, 2, 71, 3);
+        let event = WindowClosed::new(start, 71, 3);
+        assert_eq!(
+            String::from_utf8(event.encode()).unwrap(),
+            r#"{"event_type":"WindowClosed","schema_version":2,"window_start":"2026-01-01T00:05:00.000Z","orders":71,"failed":3}"#
+        );
         assert_eq!(WindowClosed::decode(&event.encode()).unwrap(), event);
-        let impossible = WindowClosed::new(start, 2, 3, 71).encode();
+        let impossible = WindowClosed::new(start, 3, 71).encode();
         assert!(matches!(
             WindowClosed::decode(&impossible),
             Err(DecodeError::Invalid(_))

@@ -9,6 +9,8 @@
 pub mod events;
 pub mod generator;
 pub mod latency;
+pub mod partials;
 pub mod report;
 pub mod stock;
+pub mod watermark;
 pub mod windows;

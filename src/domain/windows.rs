@@ -168,6 +168,86 @@ impl Windows {
     }
 }
 
+/// Windows over every partition of an input, merged: each partition's
+/// share of a window's counts is added in, and the watermark (the least
+/// stream time over the partitions, see `watermark`) closes them. A window
+/// closes once, when the watermark reaches its end plus the grace period;
+/// a share that arrives for a window already closed is late: its orders
+/// are counted as late events, never added.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MergedWindows {
+    open: BTreeMap<i64, WindowCounts>,
+    /// The watermark that last closed windows: a window whose end plus
+    /// grace is at or before it is closed.
+    closed_through: Option<i64>,
+    late: u64,
+}
+
+impl MergedWindows {
+    /// Adds a partition's share of the window starting at `start`; false,
+    /// and its orders counted late, when that window has closed.
+    pub fn add(&mut self, start: i64, counts: WindowCounts, grace_ms: i64) -> bool {
+        if self.is_closed(start, grace_ms) {
+            self.late += counts.orders;
+            return false;
+        }
+        let mine = self.open.entry(start).or_default();
+        mine.orders += counts.orders;
+        mine.failed += counts.failed;
+        true
+    }
+
+    /// Whether the window starting at `start` has closed.
+    pub fn is_closed(&self, start: i64, grace_ms: i64) -> bool {
+        self.closed_through
+            .is_some_and(|w| closes_at(start, grace_ms) <= w)
+    }
+
+    /// Moves the watermark to `watermark` (it never goes back) and returns
+    /// the windows that closes, oldest first, with their final counts.
+    pub fn advance(&mut self, watermark: i64, grace_ms: i64) -> Vec<(i64, WindowCounts)> {
+        let watermark = self.closed_through.map_or(watermark, |w| w.max(watermark));
+        self.closed_through = Some(watermark);
+        // Windows starting at or before this close: start + WINDOW + grace <= watermark.
+        let last = watermark.saturating_sub(WINDOW_MS).saturating_sub(grace_ms);
+        let still_open = self.open.split_off(&last.saturating_add(1));
+        std::mem::replace(&mut self.open, still_open)
+            .into_iter()
+            .collect()
+    }
+
+    /// The windows still open, oldest first.
+    pub fn open(&self) -> impl Iterator<Item = (i64, WindowCounts)> + '_ {
+        self.open.iter().map(|(&start, &counts)| (start, counts))
+    }
+
+    pub fn get(&self, start: i64) -> WindowCounts {
+        self.open.get(&start).copied().unwrap_or_default()
+    }
+
+    pub fn closed_through(&self) -> Option<i64> {
+        self.closed_through
+    }
+
+    /// Orders that came after their window had closed.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Restores an open window, the closing watermark, the late count.
+    pub fn restore_window(&mut self, start: i64, counts: WindowCounts) {
+        self.open.insert(start, counts);
+    }
+
+    pub fn restore_closed_through(&mut self, watermark: i64) {
+        self.closed_through = Some(watermark);
+    }
+
+    pub fn restore_late(&mut self, late: u64) {
+        self.late = late;
+    }
+}
+
 /// Final counts of closed windows, oldest first, with the ones appended
 /// since the last commit set apart: a rollback drops them. Kept out of the
 /// working/committed copies of a service's state (which a commit copies), at
@@ -219,6 +299,35 @@ mod tests {
 
     fn ms(text: &str) -> i64 {
         at(text).timestamp_millis()
+    }
+
+    #[test]
+    fn merged_windows_close_by_the_watermark_once_and_count_stragglers_late() {
+        let mut windows = MergedWindows::default();
+        let share = |orders, failed| WindowCounts { orders, failed };
+        let first = ms("2026-01-01T00:00:00Z");
+        let second = ms("2026-01-01T00:01:00Z");
+        assert!(windows.add(first, share(3, 1), GRACE));
+        assert!(windows.add(first, share(2, 0), GRACE)); // another partition's share
+        assert!(windows.add(second, share(4, 4), GRACE));
+        // Past the first window's end, within grace: nothing closes.
+        assert!(windows
+            .advance(ms("2026-01-01T00:01:09.999Z"), GRACE)
+            .is_empty());
+        assert_eq!(
+            windows.advance(ms("2026-01-01T00:01:10Z"), GRACE),
+            [(first, share(5, 1))]
+        );
+        // Closed once: a later share is late, the watermark never goes back.
+        assert!(!windows.add(first, share(7, 0), GRACE));
+        assert_eq!(windows.late(), 7);
+        assert!(windows
+            .advance(ms("2026-01-01T00:00:00Z"), GRACE)
+            .is_empty());
+        assert!(windows.is_closed(first, GRACE));
+        assert_eq!(windows.open().collect::<Vec<_>>(), [(second, share(4, 4))]);
+        // The end of time closes everything.
+        assert_eq!(windows.advance(i64::MAX, GRACE), [(second, share(4, 4))]);
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl<T: Task> Core<'_, T> {
             }
         }
         self.at_end.clear();
+        self.told_end = false;
         self.options
             .metrics
             .assigned_partitions
@@ -81,6 +82,9 @@ impl<T: Task> Core<'_, T> {
                 self.task,
                 self.settings.timeout,
             )?;
+            for &p in partitions {
+                self.task.restored(p);
+            }
             // At-least-once may legitimately leave the state ahead of the
             // offsets: it keeps its state.
             if self.exactly_once() {

@@ -59,6 +59,21 @@ pub fn changelogs_of<'t>(group: &str, topics: &'t [String]) -> Vec<&'t str> {
         .collect()
 }
 
+/// The internal stages downstream of `group` among `topics`: for each
+/// repartition topic `<group>-<stage>-repartition`, that topic and the
+/// group of the stage reading it, `<group>-<stage>`.
+pub fn stages_of(group: &str, topics: &[String]) -> Vec<(String, String)> {
+    let prefix = format!("{group}-");
+    topics
+        .iter()
+        .filter_map(|t| {
+            let stage = t.strip_prefix(&prefix)?.strip_suffix("-repartition")?;
+            (!stage.is_empty() && !stage.contains('-'))
+                .then(|| (t.clone(), format!("{group}-{stage}")))
+        })
+        .collect()
+}
+
 /// Replays the given partitions of `changelog` into `task` (committed
 /// records only), all at once; returns per partition the last offset marker
 /// seen after its last reset, if any.
@@ -161,6 +176,24 @@ mod tests {
             (3, None),     // no marker: nothing to judge (a reset, or new)
         ]);
         assert_eq!(moved_since(&committed, &markers), [1, 2]);
+    }
+
+    #[test]
+    fn finds_a_groups_stages_by_their_repartition_topics() {
+        let topics: Vec<String> = [
+            "analytics-merge-repartition",
+            "analytics-eu-merge-repartition",
+            "analytics-merge-changelog",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            stages_of("analytics", &topics),
+            [(
+                "analytics-merge-repartition".to_string(),
+                "analytics-merge".to_string()
+            )]
+        );
     }
 
     #[test]

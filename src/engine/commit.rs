@@ -43,6 +43,9 @@ impl<T: Task> Core<'_, T> {
                 cause: failure.error,
             });
         }
+        let mut out = Vec::new();
+        self.task.before_commit(&mut out);
+        self.emit(out, None, ENGINE_RECORD)?;
         self.write_changelog()?;
         self.write_offset_markers()?;
         if self.exactly_once() {

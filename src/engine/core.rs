@@ -76,6 +76,9 @@ pub(super) struct Core<'a, T: Task> {
     /// Inputs to dead-letter when read again, and why: Kafka refused for
     /// good a record the task wrote for them.
     pub(super) set_aside: BTreeMap<Input, String>,
+    /// Whether the task has been told (in the open or a committed batch)
+    /// that every partition was read to its end.
+    pub(super) told_end: bool,
 }
 
 impl<'a, T: Task> Core<'a, T> {
@@ -112,6 +115,7 @@ impl<'a, T: Task> Core<'a, T> {
             renewals: Vec::new(),
             redos: Redos::default(),
             set_aside: BTreeMap::new(),
+            told_end: false,
         };
         Ok((consumer, core))
     }
@@ -152,6 +156,7 @@ impl<'a, T: Task> Core<'a, T> {
                     Ok(())
                 }
             };
+            let handled = handled.and_then(|()| self.tick());
             if let Err(error) = handled {
                 self.recover(consumer, error)?;
             }
@@ -163,12 +168,21 @@ impl<'a, T: Task> Core<'a, T> {
                 self.commit(consumer)?;
             }
             if self.options.exit_at_end && self.caught_up() {
-                if self.batch.is_none() {
+                if !self.told_end {
+                    let told = self.tell_end();
+                    if let Err(error) = told {
+                        self.recover(consumer, error)?;
+                        continue;
+                    }
+                }
+                if self.batch.is_none() && self.task.may_stop() {
                     return Ok(());
                 }
                 // Commit what is read; if that fails the batch is redone
                 // (and the ends read again) before the run may end.
-                self.commit(consumer)?;
+                if self.batch.is_some() {
+                    self.commit(consumer)?;
+                }
             }
         }
         if self.batch.is_some() {
@@ -184,6 +198,53 @@ impl<'a, T: Task> Core<'a, T> {
     /// Whether every assigned partition has been read to its end.
     fn caught_up(&self) -> bool {
         !self.assigned.is_empty() && self.assigned.is_subset(&self.at_end)
+    }
+
+    /// Lets the task write what depends on time passing.
+    fn tick(&mut self) -> Result<()> {
+        let mut out = Vec::new();
+        self.task
+            .tick(chrono::Utc::now().timestamp_millis(), &mut out);
+        self.emit(out, None, ENGINE_RECORD)
+    }
+
+    /// Tells the task that every partition it holds was read to its end.
+    fn tell_end(&mut self) -> Result<()> {
+        let partitions: Vec<i32> = self.assigned.iter().copied().collect();
+        let mut out = Vec::new();
+        self.task.reached_end(&partitions, &mut out);
+        self.told_end = true;
+        self.emit(out, None, ENGINE_RECORD)
+    }
+
+    /// Writes records of the task's into the open batch (opening one when
+    /// there are any): state changes coalesce into the batch's changelog
+    /// writes, the rest is sent. `timestamp` and `input` as for `send`.
+    pub(super) fn emit(
+        &mut self,
+        out: Vec<OutRecord>,
+        timestamp: Option<i64>,
+        input: u64,
+    ) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.open_batch()?;
+        for record in out {
+            let batch = self.batch.as_mut().expect("a batch is open");
+            match record.partition {
+                Some(p)
+                    if Some(record.topic.as_str()) == self.options.changelog_topic.as_deref() =>
+                {
+                    batch.write_state(p, record.key, (record.payload, timestamp));
+                }
+                _ => {
+                    batch.wrote(&record.topic);
+                    self.send(&record, timestamp, input)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An error from the consumer's poll. librdkafka retries what can be
@@ -267,21 +328,7 @@ impl<'a, T: Task> Core<'a, T> {
             self.task.dead_lettered(partition, &mut out);
             self.batch.as_mut().expect("a batch is open").dead_lettered += 1;
         }
-        for record in out {
-            let batch = self.batch.as_mut().expect("a batch is open");
-            match record.partition {
-                Some(p)
-                    if Some(record.topic.as_str()) == self.options.changelog_topic.as_deref() =>
-                {
-                    batch.write_state(p, record.key, (record.payload, timestamp));
-                }
-                _ => {
-                    batch.wrote(&record.topic);
-                    self.send(&record, timestamp, input)?;
-                }
-            }
-        }
-        Ok(())
+        self.emit(out, timestamp, input)
     }
 
     /// A partition was read to its end. The consumer's position there may be

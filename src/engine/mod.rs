@@ -63,7 +63,7 @@ mod retry;
 pub mod task;
 mod verdict;
 
-pub use changelog::{changelogs_of, reset_record};
+pub use changelog::{changelogs_of, reset_record, stages_of};
 pub use dead_letters::{dlq_headers, dlq_topic};
 pub use limits::record_batch_bytes;
 pub use options::{EngineOptions, EngineStats, Guarantee};
@@ -87,5 +87,6 @@ pub fn run<T: Task>(
     let (consumer, mut core) = core::Core::new(settings, options, task, stop)?;
     core.run(&consumer)?;
     core.stats.latency = core.latencies.summary();
+    core.stats.held = core.assigned.iter().copied().collect();
     Ok(core.stats)
 }

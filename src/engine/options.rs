@@ -48,7 +48,7 @@ pub struct EngineOptions {
 }
 
 /// What the engine did, counting committed work only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct EngineStats {
     /// Input records processed (dead letters included).
     pub consumed: u64,
@@ -66,4 +66,7 @@ pub struct EngineStats {
     /// partition was taken over count: older ones waited for the service to
     /// start (or to take over), which is lag, not processing latency.
     pub latency: LatencySummary,
+    /// The input partitions it held when it stopped: a batch run's report
+    /// covers these.
+    pub held: Vec<i32>,
 }

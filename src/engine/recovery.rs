@@ -210,6 +210,8 @@ impl<T: Task> Core<'_, T> {
         }
         self.next_input = batch.following();
         self.at_end.clear();
+        // What the task was told with the batch is gone with it.
+        self.told_end = false;
     }
 
     /// Replaces a producer that cannot go on. The coordinator fences a

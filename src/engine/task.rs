@@ -32,6 +32,10 @@ pub trait Task: Send {
     /// One changelog record of `partition`, oldest first.
     fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]);
 
+    /// Every changelog record of `partition` has been restored: a task that
+    /// restores into its working state makes it the committed state here.
+    fn restored(&mut self, _partition: i32) {}
+
     /// Partition `partition` was revoked: drop its state.
     fn revoked(&mut self, partition: i32);
 
@@ -46,6 +50,27 @@ pub trait Task: Send {
     /// An input record of `partition` was dead-lettered instead of processed;
     /// a task that counts them writes its count to `out`.
     fn dead_lettered(&mut self, _partition: i32, _out: &mut Vec<OutRecord>) {}
+
+    /// The open batch is about to commit: a task that aggregates per batch
+    /// writes what it gathered (records written here have no single input,
+    /// so none is set aside for them: Kafka refusing one ends the run).
+    fn before_commit(&mut self, _out: &mut Vec<OutRecord>) {}
+
+    /// Called between records, about every 100 ms, with the wall clock (ms
+    /// since the epoch): for what depends on time passing rather than on
+    /// records (a partition gone idle).
+    fn tick(&mut self, _now_ms: i64, _out: &mut Vec<OutRecord>) {}
+
+    /// A batch run (`exit_at_end`) has read every one of `partitions` (all
+    /// it holds) to its end: a task whose readers downstream wait for the
+    /// end says so here.
+    fn reached_end(&mut self, _partitions: &[i32], _out: &mut Vec<OutRecord>) {}
+
+    /// Whether a batch run that has read everything may stop: a task that
+    /// waits for its upstream to finish says no until it has.
+    fn may_stop(&self) -> bool {
+        true
+    }
 
     /// Everything processed since the last commit is now committed.
     fn commit(&mut self);

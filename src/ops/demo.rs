@@ -26,7 +26,7 @@ use crate::kafka::admin::Admin;
 use crate::metrics::{Metrics, Service};
 use crate::ops::lag_chart::{self, LagSample};
 use crate::ops::{lag, replay, topics};
-use crate::services::analytics::{self, windows_changelog, AnalyticsOptions};
+use crate::services::analytics::{self, merge_group, merge_topic, AnalyticsOptions};
 use crate::services::inventory::{self, stock_changelog, InventoryOptions, InventorySummary};
 use crate::services::produce::{self, ProduceOptions};
 
@@ -171,13 +171,18 @@ async fn fresh_topics(admin: &Admin, options: &DemoOptions) -> Result<()> {
         dlq_topic(&options.orders_topic),
         dlq_topic(&options.inventory_topic),
         stock_changelog(&options.inventory_group),
-        windows_changelog(&options.analytics_group),
     ];
     let mut all: Vec<&str> = names.to_vec();
     all.extend(internal.iter().map(String::as_str));
+    let analytics_internal = analytics::internal_topics(&options.analytics_group);
+    all.extend(analytics_internal.iter().map(String::as_str));
     admin.delete_topics(&all).await?;
     admin
-        .delete_groups(&[&options.inventory_group, &options.analytics_group])
+        .delete_groups(&[
+            &options.inventory_group,
+            &options.analytics_group,
+            &merge_group(&options.analytics_group),
+        ])
         .await?;
     // Deletion finishes asynchronously on the brokers; creation can briefly
     // still see the old topic.
@@ -388,7 +393,12 @@ impl Pipeline {
         let (orders_done, orders) = caught_up(&options.inventory_group, &options.orders_topic)?;
         let (results_done, results) =
             caught_up(&options.analytics_group, &options.inventory_topic)?;
-        Ok(orders_done && results_done && results >= orders)
+        // Then the merge stage: it has every share analytics committed.
+        let (merged, _) = caught_up(
+            &merge_group(&options.analytics_group),
+            &merge_topic(&options.analytics_group),
+        )?;
+        Ok(orders_done && results_done && results >= orders && merged)
     }
 
     /// True when a service returned on its own (an error) or a stop was asked for.
@@ -427,6 +437,7 @@ fn analytics_options(options: &DemoOptions, throttle: Duration) -> AnalyticsOpti
         throttle,
         commit_interval: Duration::from_millis(100),
         grace: analytics::DEFAULT_GRACE,
+        idle_timeout: analytics::DEFAULT_IDLE_TIMEOUT,
         metrics: Arc::new(Metrics::new(Service::Analytics)),
     }
 }

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use rdkafka::producer::FutureRecord;
 
-use crate::engine::{changelogs_of, reset_record};
+use crate::engine::{changelogs_of, reset_record, stages_of};
 use crate::kafka::admin::Admin;
 use crate::kafka::producer::{self, acknowledged};
 
@@ -103,6 +103,19 @@ pub struct ResetPlan {
     /// The group's state changelogs (`<group>-<store>-changelog`), emptied
     /// with the reset so that state and offsets start again together.
     pub changelogs: Vec<String>,
+    /// The group's internal stages downstream (a stage reading
+    /// `<group>-<stage>-repartition` as group `<group>-<stage>`): moved to
+    /// the end of their topic, as Kafka Streams' reset tool moves internal
+    /// topics, so that only what the group writes from now on reaches them.
+    pub stages: Vec<StageReset>,
+}
+
+/// An internal stage's offsets, all moved to its topic's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageReset {
+    pub group: String,
+    pub topic: String,
+    pub offsets: BTreeMap<i32, i64>,
 }
 
 /// Resolves `target` to an offset in a partition holding [low, high).
@@ -198,12 +211,25 @@ pub fn plan(admin: &Admin, group: &str, topic: &str, target: ResetTarget) -> Res
         .into_iter()
         .map(str::to_owned)
         .collect();
+    let mut stages = Vec::new();
+    for (stage_topic, stage_group) in stages_of(group, &topics) {
+        let mut offsets = BTreeMap::new();
+        for partition in admin.partitions(&stage_topic)? {
+            offsets.insert(partition, admin.watermarks(&stage_topic, partition)?.1);
+        }
+        stages.push(StageReset {
+            group: stage_group,
+            topic: stage_topic,
+            offsets,
+        });
+    }
     Ok(ResetPlan {
         group: group.to_owned(),
         topic: topic.to_owned(),
         target,
         rows,
         changelogs,
+        stages,
     })
 }
 
@@ -211,12 +237,14 @@ pub fn plan(admin: &Admin, group: &str, topic: &str, target: ResetTarget) -> Res
 /// changelogs are reset first: were the offsets moved and the state not, the
 /// services would notice the mismatch and start afresh anyway.
 pub async fn execute(admin: &Admin, plan: &ResetPlan) -> Result<()> {
-    let members = admin.active_members(&plan.group)?;
-    if members > 0 {
-        return Err(Error::GroupActive {
-            group: plan.group.clone(),
-            members,
-        });
+    for group in std::iter::once(&plan.group).chain(plan.stages.iter().map(|s| &s.group)) {
+        let members = admin.active_members(group)?;
+        if members > 0 {
+            return Err(Error::GroupActive {
+                group: group.clone(),
+                members,
+            });
+        }
     }
     if !plan.changelogs.is_empty() {
         let producer = producer::idempotent(admin.settings())?;
@@ -230,6 +258,9 @@ pub async fn execute(admin: &Admin, plan: &ResetPlan) -> Result<()> {
                 acknowledged(producer::send(&producer, record).await?, changelog).await?;
             }
         }
+    }
+    for stage in &plan.stages {
+        admin.commit(&stage.group, &stage.topic, &stage.offsets)?;
     }
     let offsets: BTreeMap<i32, i64> = plan.rows.iter().map(|r| (r.partition, r.new)).collect();
     admin.commit(&plan.group, &plan.topic, &offsets)
@@ -251,6 +282,13 @@ impl ResetPlan {
         let mut out = String::new();
         for changelog in &self.changelogs {
             let _ = writeln!(out, "state: {changelog} is reset with the offsets");
+        }
+        for stage in &self.stages {
+            let _ = writeln!(
+                out,
+                "stage: group {} moves to the end of {}",
+                stage.group, stage.topic
+            );
         }
         let _ = writeln!(
             out,
@@ -348,6 +386,7 @@ mod tests {
                 },
             ],
             changelogs: vec![],
+            stages: Vec::new(),
         };
         assert_eq!(
             plan.to_csv(),

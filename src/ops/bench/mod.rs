@@ -36,7 +36,7 @@ use crate::engine::{dlq_topic, Guarantee};
 use crate::error::{Error, Result};
 use crate::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
 use crate::ops::{lag, local_kafka, topics};
-use crate::services::analytics::windows_changelog;
+use crate::services::analytics;
 use crate::services::inventory::stock_changelog;
 use crate::services::stats::RunStats;
 use children::Service;
@@ -363,11 +363,14 @@ impl Bench<'_> {
             dlq_topic(&stage.orders()),
             dlq_topic(&stage.inventory()),
             stock_changelog(&inventory),
-            windows_changelog(&analytics),
         ]);
+        names.extend(analytics::internal_topics(&analytics));
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         self.admin.delete_topics(&names).await?;
-        self.admin.delete_groups(&[&inventory, &analytics]).await
+        let merge = analytics::merge_group(&analytics);
+        self.admin
+            .delete_groups(&[&inventory, &analytics, &merge])
+            .await
     }
 
     fn expect(&self, stats: &RunStats, count: u64) -> Result<()> {

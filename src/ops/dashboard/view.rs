@@ -104,12 +104,13 @@ pub fn rate(before: Option<(i64, i64)>, now: (i64, i64)) -> Option<f64> {
     (seconds > 0.0 && count >= count_then).then(|| (count - count_then) as f64 / seconds)
 }
 
-/// The closed windows published to OrderMetrics, as a table: the last record
-/// of each (window, source partition) wins, as a compacted topic's reader
-/// would have it (a replay publishes its windows again).
+/// The closed windows published to OrderMetrics, as a table: one record a
+/// window, its final counts over every partition; the last record of a
+/// window wins, as a compacted topic's reader would have it (a replay
+/// publishes its windows again).
 #[derive(Debug, Clone, Default)]
 pub struct WindowTable {
-    by_key: BTreeMap<(i64, i32), WindowCounts>,
+    by_start: BTreeMap<i64, WindowCounts>,
 }
 
 /// The windows part of the page: totals over every closed window, and the
@@ -133,14 +134,14 @@ impl WindowTable {
             failed: event.failed,
         };
         let start = event.window_start.timestamp_millis();
-        self.by_key.insert((start, event.source_partition), counts);
+        self.by_start.insert(start, counts);
     }
 
     /// Totals as the analytics report computes them, and the last `recent`
     /// windows.
     pub fn view(&self, recent: usize) -> WindowsView {
         let mut windows = Windows::default();
-        for (&(start, _), &counts) in &self.by_key {
+        for (&start, &counts) in &self.by_start {
             windows.add(start, counts);
         }
         let report = Report::from_windows(&windows, 0);
@@ -173,15 +174,14 @@ mod tests {
     }
 
     #[test]
-    fn the_last_record_of_a_window_and_partition_wins() {
+    fn the_last_record_of_a_window_wins() {
         let minute = |m: u32| format!("2026-01-01T00:{m:02}:00Z").parse().unwrap();
         let mut table = WindowTable::default();
         for event in [
-            WindowClosed::new(minute(0), 0, 10, 1),
-            WindowClosed::new(minute(0), 1, 20, 2),
-            WindowClosed::new(minute(1), 0, 30, 0),
-            // A replay publishes minute 0 of partition 0 again.
-            WindowClosed::new(minute(0), 0, 10, 1),
+            WindowClosed::new(minute(0), 30, 3),
+            WindowClosed::new(minute(1), 30, 0),
+            // A replay publishes minute 0 again.
+            WindowClosed::new(minute(0), 30, 3),
         ] {
             table.apply(&event);
         }

@@ -1,0 +1,251 @@
+//! Analytics' first stage, per partition of the inventory topic: counts each
+//! batch's decisions per one-minute window of their event time and writes
+//! those shares to the merge topic keyed by window start, with each
+//! partition's progress in event time sent to every merge partition (see
+//! `domain::partials`). It decides nothing about closing windows: the merge
+//! stage does, by the watermark over all partitions.
+//!
+//! Its state, per input partition, is small: the stream time (the latest
+//! event time seen) and the count of dead-lettered events, both in
+//! `<group>-counts-changelog`. A partition without records for the idle
+//! timeout (wall clock) is reported idle; a batch run that has read a
+//! partition to its end reports it finished, after its last shares.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::domain::events::InventoryChecked;
+use crate::domain::partials::Partial;
+use crate::domain::watermark::Progress;
+use crate::domain::windows::{window_start, WindowCounts};
+use crate::engine::{OutRecord, Poison, Task, Versioned};
+
+/// Changelog key of a partition's count of dead-lettered events.
+const MALFORMED_KEY: &[u8] = b"malformed";
+/// Changelog key of a partition's stream time (ms since the epoch).
+const STREAM_TIME_KEY: &[u8] = b"stream-time";
+
+/// The committed part of the stage's state.
+#[derive(Debug, Clone, Default)]
+struct Counted {
+    stream_time: BTreeMap<i32, i64>,
+    malformed: BTreeMap<i32, u64>,
+    /// Partitions reported idle since their last record.
+    idle: BTreeSet<i32>,
+}
+
+pub struct CountsTask {
+    pub changelog: String,
+    pub merge_topic: String,
+    /// Partitions of the merge topic: progress goes to each.
+    pub merge_partitions: i32,
+    pub idle_timeout: Duration,
+    /// Sleep this long per event: a deliberately slow consumer.
+    pub throttle: Duration,
+    state: Versioned<Counted>,
+    /// The open batch's shares, per (input partition, window start).
+    shares: BTreeMap<(i32, i64), WindowCounts>,
+    /// Input partitions whose stream time the open batch moved.
+    moved: BTreeSet<i32>,
+    /// When each held partition last had a record (or was taken over),
+    /// wall clock in ms: idleness is about time passing, not state.
+    last_record: BTreeMap<i32, i64>,
+}
+
+impl CountsTask {
+    pub fn new(
+        changelog: String,
+        merge_topic: String,
+        merge_partitions: i32,
+        idle_timeout: Duration,
+        throttle: Duration,
+    ) -> Self {
+        Self {
+            changelog,
+            merge_topic,
+            merge_partitions,
+            idle_timeout,
+            throttle,
+            state: Versioned::default(),
+            shares: BTreeMap::new(),
+            moved: BTreeSet::new(),
+            last_record: BTreeMap::new(),
+        }
+    }
+
+    /// Dead-lettered events of the partitions held, as committed.
+    pub fn malformed(&self) -> u64 {
+        self.state.committed().malformed.values().sum()
+    }
+
+    /// `partition`'s progress, to every partition of the merge topic.
+    fn progress(&self, partition: i32, progress: Progress, out: &mut Vec<OutRecord>) {
+        let payload = Partial::Progress {
+            source_partition: partition,
+            progress,
+        }
+        .encode();
+        for target in 0..self.merge_partitions {
+            out.push(OutRecord {
+                topic: self.merge_topic.clone(),
+                partition: Some(target),
+                key: partition.to_string().into_bytes(),
+                payload: payload.clone(),
+            });
+        }
+    }
+
+    fn changelog_record(
+        &self,
+        partition: i32,
+        key: &[u8],
+        value: impl serde::Serialize,
+    ) -> OutRecord {
+        OutRecord {
+            topic: self.changelog.clone(),
+            partition: Some(partition),
+            key: key.to_vec(),
+            payload: serde_json::to_vec(&value).expect("state serializes"),
+        }
+    }
+
+    /// The open batch's shares, then the progress of the partitions it
+    /// moved (after their shares: a merge partition that sees a partition's
+    /// progress has seen its shares up to there).
+    fn write_shares(&mut self, out: &mut Vec<OutRecord>) {
+        for ((partition, start), counts) in std::mem::take(&mut self.shares) {
+            out.push(OutRecord {
+                topic: self.merge_topic.clone(),
+                partition: None,
+                key: start.to_string().into_bytes(),
+                payload: Partial::share(partition, start, counts).encode(),
+            });
+        }
+        for partition in std::mem::take(&mut self.moved) {
+            let Some(&stream_time) = self.state.working().stream_time.get(&partition) else {
+                continue;
+            };
+            self.progress(partition, Progress::At { stream_time }, out);
+            out.push(self.changelog_record(partition, STREAM_TIME_KEY, stream_time));
+        }
+    }
+}
+
+impl Task for CountsTask {
+    fn assigned(&mut self, partition: i32) {
+        self.state.both_mut(|s| {
+            s.stream_time.remove(&partition);
+            s.malformed.insert(partition, 0);
+            s.idle.remove(&partition);
+        });
+        self.last_record
+            .insert(partition, chrono::Utc::now().timestamp_millis());
+    }
+
+    fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]) {
+        let Ok(number) = serde_json::from_slice::<i64>(value) else {
+            tracing::warn!(partition, "ignoring an unreadable counts changelog record");
+            return;
+        };
+        self.state.both_mut(|s| match key {
+            MALFORMED_KEY => {
+                s.malformed.insert(partition, number.max(0) as u64);
+            }
+            STREAM_TIME_KEY => {
+                s.stream_time.insert(partition, number);
+            }
+            _ => {}
+        });
+    }
+
+    fn revoked(&mut self, partition: i32) {
+        self.state.both_mut(|s| {
+            s.stream_time.remove(&partition);
+            s.malformed.remove(&partition);
+            s.idle.remove(&partition);
+        });
+        self.last_record.remove(&partition);
+    }
+
+    fn process(
+        &mut self,
+        partition: i32,
+        payload: &[u8],
+        _out: &mut Vec<OutRecord>,
+    ) -> Result<(), Poison> {
+        let event = InventoryChecked::decode(payload).map_err(|e| Poison(e.to_string()))?;
+        let time = event.event_time.timestamp_millis();
+        let share = self
+            .shares
+            .entry((partition, window_start(event.event_time)))
+            .or_default();
+        share.orders += 1;
+        share.failed += u64::from(event.failed());
+        let state = self.state.working_mut();
+        let stream_time = state.stream_time.entry(partition).or_insert(time);
+        *stream_time = (*stream_time).max(time);
+        state.idle.remove(&partition);
+        self.moved.insert(partition);
+        self.last_record
+            .insert(partition, chrono::Utc::now().timestamp_millis());
+        if !self.throttle.is_zero() {
+            std::thread::sleep(self.throttle);
+        }
+        Ok(())
+    }
+
+    fn dead_lettered(&mut self, partition: i32, out: &mut Vec<OutRecord>) {
+        let count = self
+            .state
+            .working_mut()
+            .malformed
+            .entry(partition)
+            .or_default();
+        *count += 1;
+        let count = *count;
+        out.push(self.changelog_record(partition, MALFORMED_KEY, count));
+    }
+
+    fn before_commit(&mut self, out: &mut Vec<OutRecord>) {
+        self.write_shares(out);
+    }
+
+    fn tick(&mut self, now_ms: i64, out: &mut Vec<OutRecord>) {
+        let timeout = self.idle_timeout.as_millis() as i64;
+        let gone_idle: Vec<i32> = self
+            .last_record
+            .iter()
+            .filter(|&(p, &last)| {
+                now_ms - last >= timeout
+                    && !self.moved.contains(p)
+                    && !self.state.working().idle.contains(p)
+            })
+            .map(|(&p, _)| p)
+            .collect();
+        for partition in gone_idle {
+            tracing::debug!(
+                partition,
+                "no records for the idle timeout: reporting it idle"
+            );
+            self.progress(partition, Progress::Idle, out);
+            self.state.working_mut().idle.insert(partition);
+        }
+    }
+
+    fn reached_end(&mut self, partitions: &[i32], out: &mut Vec<OutRecord>) {
+        self.write_shares(out);
+        for &partition in partitions {
+            self.progress(partition, Progress::Finished, out);
+        }
+    }
+
+    fn commit(&mut self) {
+        self.state.commit();
+    }
+
+    fn rollback(&mut self) {
+        self.shares.clear();
+        self.moved.clear();
+        self.state.rollback();
+    }
+}
