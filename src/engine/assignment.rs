@@ -15,6 +15,7 @@ use super::core::Core;
 use super::retry;
 use super::task::Task;
 use crate::error::Result;
+use crate::metrics::TopicLabel;
 
 impl<T: Task> Core<'_, T> {
     /// Applies the assignment changes the consumer reported. Whatever batch is
@@ -53,6 +54,9 @@ impl<T: Task> Core<'_, T> {
         self.options
             .metrics
             .assigned_partitions
+            .get_or_create(&TopicLabel {
+                topic: self.options.input_topic.clone(),
+            })
             .set(self.ready_at.len() as i64);
         Ok(())
     }

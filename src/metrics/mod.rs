@@ -11,7 +11,8 @@
 //!   `orderflow_dead_letters_total{topic}` (the DLQ),
 //!   `orderflow_processing_latency_seconds` (a record's timestamp, its event
 //!   time, to its processing), `orderflow_consumer_lag_records{topic,partition}`,
-//!   `orderflow_assigned_partitions` (taken over: state restored),
+//!   `orderflow_assigned_partitions{topic}` (taken over: state restored; a
+//!   service of two stages has a series per input),
 //!   `orderflow_commit_duration_seconds`,
 //!   `orderflow_transactions_committed_total` and `..._aborted_total`, and the
 //!   consumer's fetch queue;
@@ -88,7 +89,7 @@ pub struct Metrics {
     pub processing_latency: Histogram,
     pub commit_duration: Histogram,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
-    pub assigned_partitions: Gauge,
+    pub assigned_partitions: Family<TopicLabel, Gauge>,
     pub transactions_committed: Counter,
     pub transactions_aborted: Counter,
     pub decisions: Family<DecisionLabel, Counter>,
@@ -121,7 +122,7 @@ impl Metrics {
             processing_latency: Histogram::new(LATENCY_BUCKETS),
             commit_duration: Histogram::new(LATENCY_BUCKETS),
             consumer_lag: Family::default(),
-            assigned_partitions: Gauge::default(),
+            assigned_partitions: Family::default(),
             transactions_committed: Counter::default(),
             transactions_aborted: Counter::default(),
             decisions: Family::default(),

@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn reads_back_what_the_registry_writes() {
         let metrics = Metrics::new(Service::Inventory);
-        metrics.assigned_partitions.set(3);
+        metrics
+            .assigned_partitions
+            .get_or_create(&crate::metrics::TopicLabel { topic: "t".into() })
+            .set(3);
         for (status, n) in [("reserved", 95), ("rejected", 5)] {
             metrics
                 .decisions
@@ -89,7 +92,10 @@ mod tests {
                 .inc_by(n);
         }
         let samples = Samples::parse(&metrics.encode());
-        assert_eq!(samples.get("orderflow_assigned_partitions"), Some(3.0));
+        assert_eq!(
+            samples.get(r#"orderflow_assigned_partitions{topic="t"}"#),
+            Some(3.0)
+        );
         assert_eq!(
             samples.get(r#"orderflow_inventory_decisions_total{status="rejected"}"#),
             Some(5.0)

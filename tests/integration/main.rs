@@ -18,4 +18,5 @@ mod replay;
 mod resilience;
 mod security;
 mod transactions;
+mod watermarks;
 mod windows;

@@ -98,7 +98,9 @@ fn services_serve_metrics_that_agree_with_the_topics() {
     });
     wait_until("analytics' lag is back to 0", || {
         let s = samples(analytics_addr);
-        s.series("orderflow_consumer_lag_records").count() == 3
+        // Three partitions of each stage's input (the decisions, the
+        // merge topic), none behind.
+        s.series("orderflow_consumer_lag_records").count() == 6
             && s.sum("orderflow_consumer_lag_records") == 0.0
     });
 
@@ -141,7 +143,13 @@ fn services_serve_metrics_that_agree_with_the_topics() {
         )),
         Some(2000.0)
     );
-    assert_eq!(inv.get("orderflow_assigned_partitions"), Some(3.0));
+    assert_eq!(
+        inv.get(&series(
+            "orderflow_assigned_partitions",
+            &topic(&names.orders)
+        )),
+        Some(3.0)
+    );
     assert!(inv.get("orderflow_transactions_committed_total").unwrap() >= 1.0);
     assert_eq!(inv.sum("orderflow_consumer_lag_records"), 0.0);
     // Latency: a histogram whose count is the orders it measured.

@@ -145,8 +145,10 @@ fn two_instances_per_service_survive_losing_one_each() {
     // session timeout): each then holds all three partitions.
     crate::common::wait_until("the survivors hold every partition", || {
         let cluster = &names.cluster;
+        let merge_group = format!("{}-merge", names.analytics_group);
         cluster.member_partitions(&names.inventory_group) == [3]
             && cluster.member_partitions(&names.analytics_group) == [3]
+            && cluster.member_partitions(&merge_group) == [3]
     });
     finish(&names, producer);
     stop(inventory_b);

@@ -1,6 +1,7 @@
-//! Event-time windows on the real broker: a window closes once its partition's
-//! stream time passes its end plus the grace period; it is then published to
-//! the metrics topic, once; an event for a closed window is counted as late.
+//! Event-time windows on the real broker: an event for a window its
+//! partition's stream time has passed (end plus grace) is counted as late;
+//! every window is published to the metrics topic once, for all partitions,
+//! when final (a batch run's end makes every window final).
 
 use crate::common::{json, kafka_tool_with_input, read_all, Names};
 
@@ -65,10 +66,9 @@ fn a_late_event_is_counted_and_a_closed_window_is_published_once() {
         ]
     );
 
-    // Kafka's console consumer: the two closed windows, keyed by their start;
-    // 00:05 is still open.
+    // Kafka's console consumer: every window, once, keyed by its start.
     let published = read_all(&names.metrics, "read_committed", &[]);
-    assert_eq!(published.len(), 2, "{published:?}");
+    assert_eq!(published.len(), 3, "{published:?}");
     let records: Vec<(&str, serde_json::Value)> = published
         .iter()
         .map(|line| {
@@ -81,16 +81,20 @@ fn a_late_event_is_counted_and_a_closed_window_is_published_once() {
     keys.sort();
     assert_eq!(
         keys,
-        ["2026-01-01T00:00:00.000Z", "2026-01-01T00:01:00.000Z"]
+        [
+            "2026-01-01T00:00:00.000Z",
+            "2026-01-01T00:01:00.000Z",
+            "2026-01-01T00:05:00.000Z"
+        ]
     );
     for (key, event) in &records {
         assert_eq!(event["event_type"], "WindowClosed");
+        assert_eq!(event["schema_version"], 2);
         assert_eq!(event["window_start"], *key);
-        assert_eq!(event["source_partition"], 0);
-        let expected = if key.starts_with("2026-01-01T00:00") {
-            (3, 1)
-        } else {
-            (1, 0)
+        let expected = match &key[..16] {
+            "2026-01-01T00:00" => (3, 1),
+            "2026-01-01T00:01" => (1, 0),
+            _ => (2, 0),
         };
         assert_eq!(
             (event["orders"].clone(), event["failed"].clone()),

@@ -156,13 +156,18 @@ impl Service {
     }
 }
 
-/// How many input partitions the service serving metrics at `addr` has
-/// taken over (state restored); 0 while it is still starting.
-pub fn partitions_taken_over(addr: SocketAddr) -> i64 {
-    scrape(addr, Duration::from_secs(2))
-        .ok()
-        .and_then(|samples| samples.get("orderflow_assigned_partitions"))
-        .map_or(0, |n| n as i64)
+/// Whether the service serving metrics at `addr` has taken over (state
+/// restored) `partitions` partitions of each of its `inputs` input topics
+/// (analytics has two stages, each with its own input).
+pub fn taken_over(addr: SocketAddr, inputs: usize, partitions: i64) -> bool {
+    let Ok(samples) = scrape(addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let held: Vec<f64> = samples
+        .series("orderflow_assigned_partitions")
+        .map(|(_, n)| n)
+        .collect();
+    held.len() == inputs && held.iter().all(|&n| n as i64 == partitions)
 }
 
 /// A loopback address with a port free now, for a service's metrics. (Another

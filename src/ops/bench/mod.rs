@@ -523,14 +523,15 @@ impl Bench<'_> {
         // processing) before the clock starts: orders published earlier
         // would wait for them, and have no latency.
         let partitions = i64::from(self.options.partitions);
-        let metrics = [inventory.metrics_addr(), analytics.metrics_addr()];
+        // Inventory reads one input; analytics two (its counts and merge stages).
+        let metrics = [(inventory.metrics_addr(), 1), (analytics.metrics_addr(), 2)];
         self.wait_for(
             "the services to take over their partitions",
             &mut [&mut inventory, &mut analytics],
             || {
                 Ok(metrics
                     .iter()
-                    .all(|&addr| children::partitions_taken_over(addr) == partitions))
+                    .all(|&(addr, inputs)| children::taken_over(addr, inputs, partitions)))
             },
         )
         .await?;

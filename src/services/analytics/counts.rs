@@ -5,31 +5,44 @@
 //! `domain::partials`). It decides nothing about closing windows: the merge
 //! stage does, by the watermark over all partitions.
 //!
+//! An event whose window its own partition has already passed (the
+//! partition's stream time is past the window's end plus the grace period)
+//! is late, counted here and in no share, as it always was: per partition,
+//! in log order, so lateness does not depend on how batches fall. The merge
+//! stage closes a window only once every partition's stream time (as
+//! reported after its shares) has passed it, so it sees no share for a
+//! closed window unless a partition went idle and came back with old times.
+//!
 //! Its state, per input partition, is small: the stream time (the latest
-//! event time seen) and the count of dead-lettered events, both in
-//! `<group>-counts-changelog`. A partition without records for the idle
+//! event time seen), the late count and the count of dead-lettered events,
+//! in `<group>-counts-changelog`. A partition without records for the idle
 //! timeout (wall clock) is reported idle; a batch run that has read a
 //! partition to its end reports it finished, after its last shares.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::events::InventoryChecked;
 use crate::domain::partials::Partial;
 use crate::domain::watermark::Progress;
-use crate::domain::windows::{window_start, WindowCounts};
+use crate::domain::windows::{window_start, WindowCounts, WINDOW_MS};
 use crate::engine::{OutRecord, Poison, Task, Versioned};
+use crate::metrics::Metrics;
 
 /// Changelog key of a partition's count of dead-lettered events.
 const MALFORMED_KEY: &[u8] = b"malformed";
 /// Changelog key of a partition's stream time (ms since the epoch).
 const STREAM_TIME_KEY: &[u8] = b"stream-time";
+/// Changelog key of a partition's count of late events.
+const LATE_KEY: &[u8] = b"late";
 
 /// The committed part of the stage's state.
 #[derive(Debug, Clone, Default)]
 struct Counted {
     stream_time: BTreeMap<i32, i64>,
     malformed: BTreeMap<i32, u64>,
+    late: BTreeMap<i32, u64>,
     /// Partitions reported idle since their last record.
     idle: BTreeSet<i32>,
 }
@@ -40,6 +53,7 @@ pub struct CountsTask {
     /// Partitions of the merge topic: progress goes to each.
     pub merge_partitions: i32,
     pub idle_timeout: Duration,
+    pub grace_ms: i64,
     /// Sleep this long per event: a deliberately slow consumer.
     pub throttle: Duration,
     state: Versioned<Counted>,
@@ -50,6 +64,9 @@ pub struct CountsTask {
     /// When each held partition last had a record (or was taken over),
     /// wall clock in ms: idleness is about time passing, not state.
     last_record: BTreeMap<i32, i64>,
+    /// Late events of the open batch, for the metrics.
+    batch_late: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl CountsTask {
@@ -58,24 +75,34 @@ impl CountsTask {
         merge_topic: String,
         merge_partitions: i32,
         idle_timeout: Duration,
+        grace_ms: i64,
         throttle: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             changelog,
             merge_topic,
             merge_partitions,
             idle_timeout,
+            grace_ms,
             throttle,
             state: Versioned::default(),
             shares: BTreeMap::new(),
             moved: BTreeSet::new(),
             last_record: BTreeMap::new(),
+            batch_late: 0,
+            metrics,
         }
     }
 
     /// Dead-lettered events of the partitions held, as committed.
     pub fn malformed(&self) -> u64 {
         self.state.committed().malformed.values().sum()
+    }
+
+    /// Late events of the partitions held, as committed.
+    pub fn late(&self) -> u64 {
+        self.state.committed().late.values().sum()
     }
 
     /// `partition`'s progress, to every partition of the merge topic.
@@ -136,6 +163,7 @@ impl Task for CountsTask {
         self.state.both_mut(|s| {
             s.stream_time.remove(&partition);
             s.malformed.insert(partition, 0);
+            s.late.insert(partition, 0);
             s.idle.remove(&partition);
         });
         self.last_record
@@ -154,6 +182,9 @@ impl Task for CountsTask {
             STREAM_TIME_KEY => {
                 s.stream_time.insert(partition, number);
             }
+            LATE_KEY => {
+                s.late.insert(partition, number.max(0) as u64);
+            }
             _ => {}
         });
     }
@@ -162,6 +193,7 @@ impl Task for CountsTask {
         self.state.both_mut(|s| {
             s.stream_time.remove(&partition);
             s.malformed.remove(&partition);
+            s.late.remove(&partition);
             s.idle.remove(&partition);
         });
         self.last_record.remove(&partition);
@@ -171,20 +203,28 @@ impl Task for CountsTask {
         &mut self,
         partition: i32,
         payload: &[u8],
-        _out: &mut Vec<OutRecord>,
+        out: &mut Vec<OutRecord>,
     ) -> Result<(), Poison> {
         let event = InventoryChecked::decode(payload).map_err(|e| Poison(e.to_string()))?;
         let time = event.event_time.timestamp_millis();
-        let share = self
-            .shares
-            .entry((partition, window_start(event.event_time)))
-            .or_default();
-        share.orders += 1;
-        share.failed += u64::from(event.failed());
+        let start = window_start(event.event_time);
         let state = self.state.working_mut();
-        let stream_time = state.stream_time.entry(partition).or_insert(time);
-        *stream_time = (*stream_time).max(time);
         state.idle.remove(&partition);
+        let passed = state.stream_time.get(&partition).copied();
+        if passed.is_some_and(|now| start + WINDOW_MS + self.grace_ms <= now) {
+            let late = state.late.entry(partition).or_default();
+            *late += 1;
+            let late = *late;
+            self.batch_late += 1;
+            tracing::debug!(partition, order_id = %event.order_id, "late event");
+            out.push(self.changelog_record(partition, LATE_KEY, late));
+        } else {
+            let share = self.shares.entry((partition, start)).or_default();
+            share.orders += 1;
+            share.failed += u64::from(event.failed());
+            let stream_time = state.stream_time.entry(partition).or_insert(time);
+            *stream_time = (*stream_time).max(time);
+        }
         self.moved.insert(partition);
         self.last_record
             .insert(partition, chrono::Utc::now().timestamp_millis());
@@ -241,9 +281,13 @@ impl Task for CountsTask {
 
     fn commit(&mut self) {
         self.state.commit();
+        self.metrics
+            .late_events
+            .inc_by(std::mem::take(&mut self.batch_late));
     }
 
     fn rollback(&mut self) {
+        self.batch_late = 0;
         self.shares.clear();
         self.moved.clear();
         self.state.rollback();

@@ -161,20 +161,18 @@ impl Task for MergeTask {
     /// committed state too, once the partition's changelog is read.
     fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]) {
         let key = String::from_utf8_lossy(key);
-        let grace = self.grace_ms;
         let Some(merged) = self.state.working_mut().get_mut(&partition) else {
             return;
         };
-        let mut closed_now = Vec::new();
+        // Every window goes to the open ones here, whatever `through` says
+        // so far: a batch writes its changelog keys in key order, `through`
+        // before `w:...`, so only the end of the restore knows which are
+        // closed (`restored`).
         let restored = if let Some(start) = key.strip_prefix(WINDOW_PREFIX) {
             match (
                 start.parse::<i64>(),
                 serde_json::from_slice::<WindowCounts>(value),
             ) {
-                (Ok(start), Ok(counts)) if merged.windows.is_closed(start, grace) => {
-                    closed_now.push((start, counts));
-                    true
-                }
                 (Ok(start), Ok(counts)) => {
                     merged.windows.restore_window(start, counts);
                     true
@@ -200,9 +198,8 @@ impl Task for MergeTask {
                 _ => false,
             }
         } else if key.as_bytes() == THROUGH_KEY {
-            // Windows it closed were published before: closed, not again.
             serde_json::from_slice::<i64>(value)
-                .map(|through| closed_now.extend(merged.windows.advance(through, grace)))
+                .map(|through| merged.windows.restore_closed_through(through))
                 .is_ok()
         } else if key.as_bytes() == LATE_KEY {
             serde_json::from_slice::<u64>(value)
@@ -211,20 +208,28 @@ impl Task for MergeTask {
         } else {
             false
         };
-        let closed = self.closed.entry(partition).or_default();
-        closed.extend(closed_now);
-        closed.commit();
         if !restored {
             tracing::warn!(partition, %key, "ignoring an unreadable merge changelog record");
         }
     }
 
+    /// The windows the last `through` closed were published before: they
+    /// go to the closed list, not out again. Then the restored state is the
+    /// committed state.
     fn restored(&mut self, partition: i32) {
-        if let Some(merged) = self.state.working().get(&partition).cloned() {
-            self.state.both_mut(|s| {
-                s.insert(partition, merged.clone());
-            });
+        let grace = self.grace_ms;
+        let Some(merged) = self.state.working_mut().get_mut(&partition) else {
+            return;
+        };
+        if let Some(through) = merged.windows.closed_through() {
+            let closed = self.closed.entry(partition).or_default();
+            closed.extend(merged.windows.advance(through, grace));
+            closed.commit();
         }
+        let merged = merged.clone();
+        self.state.both_mut(|s| {
+            s.insert(partition, merged.clone());
+        });
     }
 
     fn revoked(&mut self, partition: i32) {
@@ -436,9 +441,15 @@ mod tests {
         changelog.extend(feed(&mut first, at(0, 2 * MINUTE)));
         changelog.extend(feed(&mut first, at(1, 2 * MINUTE)));
         first.commit();
-        let mut second = task();
+        // The engine writes a batch's changelog keys in key order, and the
+        // last value of each: `through` comes before the windows.
+        let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for record in changelog.iter().filter(|r| r.topic == "g-merge-changelog") {
-            second.restore(0, &record.key, &record.payload);
+            latest.insert(record.key.clone(), record.payload.clone());
+        }
+        let mut second = task();
+        for (key, value) in &latest {
+            second.restore(0, key, value);
         }
         second.restored(0);
         assert_eq!(second.state.committed(), first.state.committed());

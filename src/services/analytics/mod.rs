@@ -170,18 +170,21 @@ pub async fn run(
         options.metrics_topic.clone(),
         merge_changelog(group),
     );
+    let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX / 2);
     let mut counts_task = CountsTask::new(
         counts_changelog(group),
         merge_topic(group),
         partitions,
         options.idle_timeout,
+        grace_ms,
         options.throttle,
+        Arc::clone(&options.metrics),
     );
     let mut merge_task = MergeTask::new(
         merge_changelog(group),
         options.metrics_topic.clone(),
         partitions as usize,
-        i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX / 2),
+        grace_ms,
         Arc::clone(&options.metrics),
     );
 
@@ -231,8 +234,10 @@ pub async fn run(
     covered(&stats, &options.inventory_topic)?;
     let (merge_stats, merge_task) = merged?;
     covered(&merge_stats, &merge_topic(group))?;
+    let mut windows = merge_task.windows();
+    windows.set_late(windows.late() + counts_task.late());
     Ok(AnalyticsOutcome {
-        report: Report::from_windows(&merge_task.windows(), counts_task.malformed()),
+        report: Report::from_windows(&windows, counts_task.malformed()),
         stats,
         merge_stats,
     })
