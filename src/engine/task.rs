@@ -17,6 +17,19 @@ pub struct OutRecord {
     pub payload: Vec<u8>,
 }
 
+impl OutRecord {
+    /// A state change of `partition` for the changelog `topic`: `value` as
+    /// JSON under `key`.
+    pub fn state(topic: &str, partition: i32, key: &[u8], value: impl serde::Serialize) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition: Some(partition),
+            key: key.to_vec(),
+            payload: serde_json::to_vec(&value).expect("state serializes"),
+        }
+    }
+}
+
 /// Why an input record cannot be processed; the engine dead-letters it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poison(pub String);

@@ -122,20 +122,6 @@ impl CountsTask {
         }
     }
 
-    fn changelog_record(
-        &self,
-        partition: i32,
-        key: &[u8],
-        value: impl serde::Serialize,
-    ) -> OutRecord {
-        OutRecord {
-            topic: self.changelog.clone(),
-            partition: Some(partition),
-            key: key.to_vec(),
-            payload: serde_json::to_vec(&value).expect("state serializes"),
-        }
-    }
-
     /// The open batch's shares, then the progress of the partitions it
     /// moved (after their shares: a merge partition that sees a partition's
     /// progress has seen its shares up to there).
@@ -153,7 +139,12 @@ impl CountsTask {
                 continue;
             };
             self.progress(partition, Progress::At { stream_time }, out);
-            out.push(self.changelog_record(partition, STREAM_TIME_KEY, stream_time));
+            out.push(OutRecord::state(
+                &self.changelog,
+                partition,
+                STREAM_TIME_KEY,
+                stream_time,
+            ));
         }
     }
 }
@@ -217,7 +208,7 @@ impl Task for CountsTask {
             let late = *late;
             self.batch_late += 1;
             tracing::debug!(partition, order_id = %event.order_id, "late event");
-            out.push(self.changelog_record(partition, LATE_KEY, late));
+            out.push(OutRecord::state(&self.changelog, partition, LATE_KEY, late));
         } else {
             let share = self.shares.entry((partition, start)).or_default();
             share.orders += 1;
@@ -243,7 +234,12 @@ impl Task for CountsTask {
             .or_default();
         *count += 1;
         let count = *count;
-        out.push(self.changelog_record(partition, MALFORMED_KEY, count));
+        out.push(OutRecord::state(
+            &self.changelog,
+            partition,
+            MALFORMED_KEY,
+            count,
+        ));
     }
 
     fn before_commit(&mut self, out: &mut Vec<OutRecord>) {

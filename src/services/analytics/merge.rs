@@ -101,20 +101,6 @@ impl MergeTask {
         all
     }
 
-    fn changelog_record(
-        &self,
-        partition: i32,
-        key: &[u8],
-        value: impl serde::Serialize,
-    ) -> OutRecord {
-        OutRecord {
-            topic: self.changelog.clone(),
-            partition: Some(partition),
-            key: key.to_vec(),
-            payload: serde_json::to_vec(&value).expect("state serializes"),
-        }
-    }
-
     /// Closes what the watermark at `now_ms` closes in `partition`, and
     /// publishes each closed window.
     fn close(&mut self, partition: i32, now_ms: i64, out: &mut Vec<OutRecord>) {
@@ -129,7 +115,12 @@ impl MergeTask {
             return;
         }
         let closed = merged.windows.advance(watermark, grace);
-        out.push(self.changelog_record(partition, THROUGH_KEY, watermark));
+        out.push(OutRecord::state(
+            &self.changelog,
+            partition,
+            THROUGH_KEY,
+            watermark,
+        ));
         for &(start, counts) in &closed {
             let start = DateTime::from_timestamp_millis(start).expect("window start in range");
             let event = WindowClosed::new(start, counts.orders, counts.failed);
@@ -266,11 +257,16 @@ impl Task for MergeTask {
                 if merged.windows.add(window_start, share, grace) {
                     let counts = merged.windows.get(window_start);
                     let key = format!("{WINDOW_PREFIX}{window_start}");
-                    out.push(self.changelog_record(partition, key.as_bytes(), counts));
+                    out.push(OutRecord::state(
+                        &self.changelog,
+                        partition,
+                        key.as_bytes(),
+                        counts,
+                    ));
                 } else {
                     let late = merged.windows.late();
                     self.batch_late += orders;
-                    out.push(self.changelog_record(partition, LATE_KEY, late));
+                    out.push(OutRecord::state(&self.changelog, partition, LATE_KEY, late));
                 }
             }
             Partial::Progress {
@@ -287,7 +283,12 @@ impl Task for MergeTask {
                     finished: known.finished,
                 };
                 let key = format!("{SOURCE_PREFIX}{source}");
-                out.push(self.changelog_record(partition, key.as_bytes(), stored));
+                out.push(OutRecord::state(
+                    &self.changelog,
+                    partition,
+                    key.as_bytes(),
+                    stored,
+                ));
                 self.close(partition, chrono::Utc::now().timestamp_millis(), out);
             }
         }
