@@ -134,6 +134,15 @@ pub enum Error {
     #[error("scraping {url}: {reason}")]
     Scrape { url: String, reason: String },
 
+    /// The API's views could not be kept on disk (the disk full, the
+    /// directory not writable).
+    #[error("{action}: {reason}")]
+    ViewStore { action: String, reason: String },
+
+    /// A request of ours to the API (the demo's) failed or was refused.
+    #[error("{request}: {reason}")]
+    ApiRequest { request: String, reason: String },
+
     /// A file of ours that is not what it should be.
     #[error("{} is not {expected}: {reason}", path.display())]
     BadFile {

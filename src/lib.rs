@@ -3,14 +3,15 @@
 //! Orders are published to the orders topic (`OrderEvents`) by `produce`; the
 //! `inventory` service decides each against a stock table and publishes the
 //! outcome to the inventory topic (`InventoryEvents`); the `analytics` service
-//! counts outcomes into one-minute event-time windows and writes a report.
+//! counts outcomes into one-minute event-time windows and writes a report;
+//! the `api` takes orders over HTTP and answers what became of them.
 //! `lag` and `replay` operate the consumer groups; `demo` runs it all.
 //!
 //! - [`domain`]: events, generator, stock decisions, windows, report; no Kafka.
 //! - [`engine`]: the stream engine the services run on: batches in Kafka
 //!   transactions, state in changelogs, dead letters, error classes.
 //! - [`kafka`]: the thin, commented layer over librdkafka (rdkafka crate).
-//! - [`services`]: the three service loops wiring domain to Kafka.
+//! - [`services`]: the service loops wiring domain to Kafka, and the API.
 //! - [`metrics`]: Prometheus metrics of a service, served on `--metrics-addr`.
 //! - [`ops`]: topics, lag, replay, the local broker, the demo, the bench and
 //!   the dashboard.

@@ -106,6 +106,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Serve a live web page of the pipeline: orders, failures, lag, throughput
     Dashboard(DashboardArgs),
+    /// Serve the HTTP API: place orders and ask what became of them
+    Api(ApiArgs),
 }
 
 /// The pipeline's topic names.
@@ -233,6 +235,11 @@ pub struct InventoryArgs {
     /// Consumer group
     #[arg(long, default_value = "inventory")]
     pub group: String,
+    /// Stock requests the stock stage may have unread before the split
+    /// stage stops reading orders (bounds the orders in flight)
+    #[arg(long, default_value_t = 50_000, value_name = "REQUESTS",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_stock_lag: i64,
     #[command(flatten)]
     pub stock: StockArgs,
     #[command(flatten)]
@@ -352,6 +359,9 @@ pub struct DemoArgs {
     /// Consumer group of the analytics service
     #[arg(long, default_value = "analytics")]
     pub analytics_group: String,
+    /// Group of the API (names its internal topics)
+    #[arg(long, default_value = "api")]
+    pub api_group: String,
     /// Directory for the reports and the lag CSV
     #[arg(long, default_value = "demo-output")]
     pub out: PathBuf,
@@ -375,12 +385,52 @@ pub struct DashboardArgs {
     /// Consumer group of the analytics service
     #[arg(long, default_value = "analytics")]
     pub analytics_group: String,
+    /// The metrics address (its --metrics-addr) of an API instance whose
+    /// requests to show; once per instance
+    #[arg(long, value_name = "ADDR")]
+    pub api_metrics: Vec<SocketAddr>,
     /// Sample the pipeline this often
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub interval_ms: u64,
     /// Samples kept for the charts of a page opened later
     #[arg(long, default_value_t = 900)]
     pub history: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Where to serve the API (loopback by default: it has no login)
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub topics: TopicNames,
+    /// Names the API's internal topics and its keys stage's consumer group
+    #[arg(long, default_value = "api")]
+    pub group: String,
+    /// Consumer group of the inventory whose stock GET /stock/{sku} answers
+    /// from (its <group>-stock-changelog)
+    #[arg(long, default_value = "inventory")]
+    pub inventory_group: String,
+    /// Names this instance among the group's instances (its transactional
+    /// id); each running instance needs its own (default: the host name)
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    /// How long an Idempotency-Key is remembered after its order: 24h, 30m, P1D
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub key_retention: std::time::Duration,
+    /// How long the keys stage's batches (transactions) collect requests: the
+    /// least a request under an Idempotency-Key waits
+    #[arg(long, default_value_t = 20, value_name = "MS")]
+    pub commit_interval_ms: u64,
+    /// Where the views of every order are kept on disk: a fresh file each
+    /// start, deleted at exit [default: the system's temp directory]
+    #[arg(long)]
+    pub views_dir: Option<std::path::PathBuf>,
+    /// The most memory the views' page cache takes, in MiB
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub views_cache_mb: usize,
+    #[command(flatten)]
+    pub metrics: MetricsAddr,
 }
 
 #[derive(Debug, Args)]

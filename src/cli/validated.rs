@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{
-    AnalyticsArgs, BenchArgs, Cli, Command, DashboardArgs, DemoArgs, GeneratorArgs, InventoryArgs,
-    KafkaArgs, LagArgs, LogFormat, ProduceArgs, ReplayArgs, RunArgs, SecurityArgs, StockArgs,
-    TopicsArgs,
+    AnalyticsArgs, ApiArgs, BenchArgs, Cli, Command, DashboardArgs, DemoArgs, GeneratorArgs,
+    InventoryArgs, KafkaArgs, LagArgs, LogFormat, ProduceArgs, ReplayArgs, RunArgs, SecurityArgs,
+    StockArgs, TopicsArgs,
 };
 use crate::config::overrides::{self, Promise};
 use crate::config::security::{Sasl, Security, Tls, PASSWORD_ENV};
@@ -30,6 +30,7 @@ use crate::ops::dashboard::{DashboardOptions, Watched, WatchedGroup};
 use crate::ops::demo::DemoOptions;
 use crate::ops::replay::ResetTarget;
 use crate::services::analytics::AnalyticsOptions;
+use crate::services::api::ApiOptions;
 use crate::services::inventory::InventoryOptions;
 use crate::services::produce::ProduceOptions;
 
@@ -53,6 +54,7 @@ pub enum Run {
     Demo(DemoRun),
     Bench(BenchRun),
     Dashboard(DashboardOptions),
+    Api(ApiRun),
 }
 
 #[derive(Debug)]
@@ -91,6 +93,12 @@ pub struct AnalyticsRun {
     pub format: Format,
     /// Where the report goes; None: standard output.
     pub report: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct ApiRun {
+    pub options: ApiOptions,
+    pub reporting: Reporting,
 }
 
 #[derive(Debug)]
@@ -156,6 +164,10 @@ impl Cli {
                 Run::Bench(bench(args)?)
             }
             Command::Dashboard(args) => Run::Dashboard(dashboard(&args)),
+            Command::Api(args) => {
+                overrides::check(&settings.overrides, Promise::IdempotentWrites)?;
+                Run::Api(api(args))
+            }
         };
         Ok(Invocation {
             settings,
@@ -314,6 +326,7 @@ fn inventory(args: InventoryArgs) -> Result<InventoryRun> {
             orders_topic: args.topics.orders_topic,
             inventory_topic: args.topics.inventory_topic,
             group: args.group,
+            max_stock_lag: args.max_stock_lag,
             stock: stock(&args.stock)?,
             guarantee: args.run.guarantee,
             instance_id: run.instance_id,
@@ -382,6 +395,7 @@ fn demo(args: DemoArgs) -> Result<DemoRun> {
             metrics_topic: args.metrics.metrics_topic,
             inventory_group: args.inventory_group,
             analytics_group: args.analytics_group,
+            api_group: args.api_group,
             partitions: args.partitions,
             replication_factor: args
                 .replication_factor
@@ -421,6 +435,7 @@ fn dashboard(args: &DashboardArgs) -> DashboardOptions {
                     &args.topics.inventory_topic,
                 ),
             ],
+            api_metrics: args.api_metrics.clone(),
         },
         interval: Duration::from_millis(args.interval_ms.max(100)),
         history: args.history.max(1),
@@ -458,6 +473,28 @@ pub fn host_name() -> String {
         .filter(|name| !name.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
+}
+
+fn api(args: ApiArgs) -> ApiRun {
+    ApiRun {
+        options: ApiOptions {
+            listen: args.listen,
+            orders_topic: args.topics.orders_topic,
+            inventory_topic: args.topics.inventory_topic,
+            group: args.group,
+            inventory_group: args.inventory_group,
+            instance_id: args.instance_id.unwrap_or_else(host_name),
+            key_retention: args.key_retention,
+            commit_interval: Duration::from_millis(args.commit_interval_ms.max(1)),
+            views_dir: args.views_dir.unwrap_or_else(std::env::temp_dir),
+            views_cache_bytes: args.views_cache_mb.max(1) << 20,
+            metrics: service_metrics(Service::Api, args.metrics.metrics_addr),
+        },
+        reporting: Reporting {
+            metrics_addr: args.metrics.metrics_addr,
+            stats_file: None,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,13 @@ use uuid::Uuid;
 /// writes and the only one it accepts.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The most line items an order may have, and the longest SKU: an order
+/// in flight is kept, and written to inventory's changelog, as one record,
+/// which must stay well within a topic's default `max.message.bytes` (1 MB)
+/// whatever the order.
+pub const MAX_LINES: usize = 100;
+pub const MAX_SKU_BYTES: usize = 64;
+
 /// The schema version of `WindowClosed`: 2 since a window is published once
 /// for all partitions (version 1 had one record per window and partition,
 /// with a `source_partition`).
@@ -36,10 +43,13 @@ pub struct OrderPlaced {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineItem {
+    #[schema(min_length = 1, max_length = 64, example = "SKU-0001")]
     pub sku: String,
+    #[schema(minimum = 1, example = 2)]
     pub quantity: u32,
+    #[schema(example = 1299)]
     pub unit_price_cents: u64,
 }
 
@@ -51,7 +61,7 @@ pub enum Status {
 }
 
 /// Why an order was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// Some line item wanted more units than were left.
@@ -125,20 +135,7 @@ impl OrderPlaced {
             self.schema_version,
             SCHEMA_VERSION,
         )?;
-        if self.items.is_empty() {
-            return invalid("order has no line items");
-        }
-        let mut total: u64 = 0;
-        for item in &self.items {
-            if item.sku.is_empty() {
-                return invalid("line item with an empty sku");
-            }
-            if item.quantity == 0 {
-                return invalid(format!("line item {} has quantity 0", item.sku));
-            }
-            total =
-                total.saturating_add(item.unit_price_cents.saturating_mul(item.quantity.into()));
-        }
+        let total = check_items(&self.items).map_err(|e| DecodeError::Invalid(e.to_string()))?;
         if total != self.total_cents {
             return invalid(format!(
                 "total_cents {} does not match the line items ({total})",
@@ -235,6 +232,65 @@ fn check_header(
 
 fn invalid<T>(why: impl Into<String>) -> Result<T, DecodeError> {
     Err(DecodeError::Invalid(why.into()))
+}
+
+/// What is wrong with an order's line items, and where: `field` is the
+/// path of the offending value (`items`, `items[2].sku`), for a client
+/// that must point its user at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {why}")]
+pub struct LineError {
+    pub field: String,
+    pub why: String,
+}
+
+/// Checks an order's line items as inventory will (at least one, at most
+/// [`MAX_LINES`], each with a SKU of 1 to [`MAX_SKU_BYTES`] bytes and a
+/// positive quantity, and a total that fits in a u64 of cents), and
+/// returns that total.
+pub fn check_items(items: &[LineItem]) -> Result<u64, LineError> {
+    let wrong = |field: String, why: String| Err(LineError { field, why });
+    if items.is_empty() {
+        return wrong(
+            "items".into(),
+            "an order needs at least one line item".into(),
+        );
+    }
+    if items.len() > MAX_LINES {
+        return wrong(
+            "items".into(),
+            format!("{} line items, more than {MAX_LINES}", items.len()),
+        );
+    }
+    let mut total: u64 = 0;
+    for (i, item) in items.iter().enumerate() {
+        if item.sku.is_empty() {
+            return wrong(format!("items[{i}].sku"), "empty".into());
+        }
+        if item.sku.len() > MAX_SKU_BYTES {
+            return wrong(
+                format!("items[{i}].sku"),
+                format!("{} bytes, more than {MAX_SKU_BYTES}", item.sku.len()),
+            );
+        }
+        if item.quantity == 0 {
+            return wrong(format!("items[{i}].quantity"), "must be at least 1".into());
+        }
+        total = match item
+            .unit_price_cents
+            .checked_mul(item.quantity.into())
+            .and_then(|line| total.checked_add(line))
+        {
+            Some(total) => total,
+            None => return wrong("items".into(), "the total is too large to charge".into()),
+        };
+    }
+    Ok(total)
+}
+
+/// A time in milliseconds since the epoch as the wire writes times.
+pub fn millis_text(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| millis::format(&t))
 }
 
 /// Timestamps on the wire: RFC 3339 in UTC with exactly three fractional digits,
@@ -348,7 +404,24 @@ mod tests {
         let mut zero = order();
         zero.items[1].quantity = 0;
         zero.total_cents = 500;
-        for bad in [wrong_total, no_items, future_schema, zero] {
+        let mut too_many = order();
+        too_many.items = vec![too_many.items[0].clone(); MAX_LINES + 1];
+        too_many.total_cents = 500 * (MAX_LINES as u64 + 1);
+        let mut long_sku = order();
+        long_sku.items[0].sku = "S".repeat(MAX_SKU_BYTES + 1);
+        let mut most = order();
+        most.items = vec![most.items[0].clone(); MAX_LINES];
+        most.items[0].sku = "S".repeat(MAX_SKU_BYTES);
+        most.total_cents = 500 * MAX_LINES as u64;
+        assert!(OrderPlaced::decode(&most.encode()).is_ok(), "at the limits");
+        for bad in [
+            wrong_total,
+            no_items,
+            future_schema,
+            zero,
+            too_many,
+            long_sku,
+        ] {
             let err = OrderPlaced::decode(&bad.encode()).unwrap_err();
             assert!(matches!(err, DecodeError::Invalid(_)), "{err}");
         }

@@ -1,7 +1,8 @@
 //! The order pipeline's domain, with no Kafka in it: the events on the wire,
 //! the seeded order generator, the stock decisions the inventory service makes,
 //! the event-time windows the analytics service keeps, the report it writes,
-//! and latency histograms.
+//! latency histograms, and orders as the API takes them (`placing`) and
+//! answers for them (`order_state`).
 //!
 //! Everything here is deterministic (seeded randomness, simulated clocks, keyed
 //! hashes), which is what lets a replay reproduce a report byte for byte.
@@ -9,7 +10,10 @@
 pub mod events;
 pub mod generator;
 pub mod latency;
+pub mod lines;
+pub mod order_state;
 pub mod partials;
+pub mod placing;
 pub mod report;
 pub mod stock;
 pub mod watermark;

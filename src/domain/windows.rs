@@ -249,9 +249,8 @@ impl MergedWindows {
 }
 
 /// Final counts of closed windows, oldest first, with the ones appended
-/// since the last commit set apart: a rollback drops them. Kept out of the
-/// working/committed copies of a service's state (which a commit copies), at
-/// 24 bytes a window.
+/// since the last commit set apart: a rollback drops them, a commit only
+/// moves a mark. 24 bytes a window.
 #[derive(Debug, Default, Clone)]
 pub struct ClosedWindows {
     rows: Vec<(i64, WindowCounts)>,

@@ -18,13 +18,14 @@ use crate::error::Result;
 use crate::metrics::TopicLabel;
 
 impl<T: Task> Core<'_, T> {
-    /// Applies the assignment changes the consumer reported. Whatever batch is
-    /// open is aborted first: its offsets may belong to partitions that are
-    /// gone, and the group generation it would commit under is over.
-    pub(super) fn handle_rebalances(&mut self, consumer: &GroupConsumer) -> Result<()> {
+    /// Applies the assignment changes the consumer reported, and says
+    /// whether there were any. Whatever batch is open is aborted first: its
+    /// offsets may belong to partitions that are gone, and the group
+    /// generation it would commit under is over.
+    pub(super) fn handle_rebalances(&mut self, consumer: &GroupConsumer) -> Result<bool> {
         let events = consumer.context().take();
         if events.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // No rewind: librdkafka has already taken the revoked partitions
         // away, and starts assigned ones at their committed offsets.
@@ -58,7 +59,7 @@ impl<T: Task> Core<'_, T> {
                 topic: self.options.input_topic.clone(),
             })
             .set(self.ready_at.len() as i64);
-        Ok(())
+        Ok(true)
     }
 
     /// Takes over newly assigned partitions: their committed offsets first
@@ -85,6 +86,7 @@ impl<T: Task> Core<'_, T> {
                 partitions,
                 self.task,
                 self.settings.timeout,
+                &committed,
             )?;
             for &p in partitions {
                 self.task.restored(p);
@@ -110,6 +112,19 @@ impl<T: Task> Core<'_, T> {
             self.ready_at.insert(p, now);
         }
         Ok(())
+    }
+
+    /// Takes over every assigned partition again from what Kafka holds
+    /// (their committed offsets, then their state): after a commit whose
+    /// outcome is unknown, the state in hand may be behind Kafka's.
+    pub(super) fn adopt_again(&mut self, consumer: &GroupConsumer) -> Result<()> {
+        let partitions: Vec<i32> = self.assigned.iter().copied().collect();
+        for &p in &partitions {
+            self.task.revoked(p);
+            self.committed.remove(&p);
+            self.resets.remove(&p);
+        }
+        self.adopt(consumer, &partitions)
     }
 
     /// The group's committed offset of `partition` (None: nothing committed).

@@ -46,6 +46,10 @@ pub struct Batch {
     outputs: BTreeMap<String, u64>,
     /// How old its inputs were when processed (those that count).
     pub latencies: Latencies,
+    /// Whether Kafka may have committed it although its commit failed: the
+    /// commit was asked for (the transaction's end, or the offsets') and did
+    /// not fail in a way that says it did not happen.
+    pub may_have_committed: bool,
 }
 
 impl Batch {
@@ -62,6 +66,7 @@ impl Batch {
             changelog: BTreeMap::new(),
             outputs: BTreeMap::new(),
             latencies: Latencies::default(),
+            may_have_committed: false,
         }
     }
 

@@ -23,6 +23,26 @@ use super::task::{OutRecord, Task};
 use crate::error::{Error, KafkaResultExt, Result};
 use crate::kafka::context::Logged;
 
+/// How long a restore may read nothing before it is given up. A changelog
+/// partition is read under read_committed, so it stalls at an open
+/// transaction: one a SIGKILLed instance left stays open until its
+/// transaction timeout (10 s) and the broker's next sweep for timed-out
+/// transactions (every 10 s), later on a loaded machine; the group
+/// coordinator moving (NOT_COORDINATOR, retried for up to two minutes) stalls
+/// it too. Both end; an outage that does not is an error within this time.
+const RESTORE_STALL: Duration = Duration::from_secs(120);
+
+/// How long a restore waits, at the end of a partition, for state that is
+/// behind the group's committed offset to catch up with it. Every batch
+/// writes its offset marker before its offsets commit, so the state is never
+/// behind them; a restore that ends behind read too little. Seen after a
+/// node was killed: a partition's new leader answers with a high watermark
+/// that has not caught up yet, and the coordinator writes a transaction's
+/// markers to each partition on its own, so the group's offsets may be
+/// stable before a changelog partition shows the transaction. State still
+/// behind after this is taken as offsets moved since (another tool's reset).
+const CATCH_UP: Duration = Duration::from_secs(30);
+
 /// Key of the engine's offset marker records.
 pub const OFFSET_KEY: &[u8] = b"__orderflow.offset";
 /// Key of the engine's reset records.
@@ -35,6 +55,7 @@ pub fn offset_marker(changelog: &str, partition: i32, next: i64) -> OutRecord {
         partition: Some(partition),
         key: OFFSET_KEY.to_vec(),
         payload: next.to_string().into_bytes(),
+        timestamp: None,
     }
 }
 
@@ -45,6 +66,7 @@ pub fn reset_record(changelog: &str, partition: i32) -> OutRecord {
         partition: Some(partition),
         key: RESET_KEY.to_vec(),
         payload: b"reset".to_vec(),
+        timestamp: None,
     }
 }
 
@@ -76,13 +98,16 @@ pub fn stages_of(group: &str, topics: &[String]) -> Vec<(String, String)> {
 
 /// Replays the given partitions of `changelog` into `task` (committed
 /// records only), all at once; returns per partition the last offset marker
-/// seen after its last reset, if any.
+/// seen after its last reset, if any. A partition whose state is behind
+/// its `committed` offset (the group's) at the end is read on until it
+/// catches up, for up to [`CATCH_UP`].
 pub fn restore<T: Task>(
     reader: &BaseConsumer<Logged>,
     changelog: &str,
     partitions: &[i32],
     task: &mut T,
     timeout: Duration,
+    committed: &BTreeMap<i32, Option<i64>>,
 ) -> Result<BTreeMap<i32, Option<i64>>> {
     let mut list = TopicPartitionList::new();
     for &p in partitions {
@@ -94,6 +119,10 @@ pub fn restore<T: Task>(
         .while_(format!("reading {changelog}"))?;
     let mut markers: BTreeMap<i32, Option<i64>> = partitions.iter().map(|&p| (p, None)).collect();
     let mut pending: BTreeSet<i32> = partitions.iter().copied().collect();
+    // Partitions read to their end whose state is behind: since when.
+    let mut behind: BTreeMap<i32, Instant> = BTreeMap::new();
+    // Partitions whose last marker-or-reset so far is a reset.
+    let mut reset: BTreeSet<i32> = BTreeSet::new();
     let mut records = 0u64;
     let mut last_progress = Instant::now();
     while !pending.is_empty() {
@@ -102,22 +131,39 @@ pub fn restore<T: Task>(
                 last_progress = Instant::now();
                 records += 1;
                 let partition = record.partition();
+                behind.remove(&partition);
+                pending.insert(partition);
                 let key = record.key().unwrap_or_default();
                 let value = record.payload().unwrap_or_default();
                 if key == OFFSET_KEY {
                     let marker = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
                     markers.insert(partition, marker);
+                    reset.remove(&partition);
                 } else if key == RESET_KEY {
                     task.revoked(partition);
                     task.assigned(partition);
                     markers.insert(partition, None);
+                    reset.insert(partition);
                 } else {
                     task.restore(partition, key, value);
                 }
             }
             // The end, under read_committed: the last stable offset.
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                pending.remove(&partition);
+                let marker = markers.get(&partition).copied().flatten();
+                let wanted = committed.get(&partition).copied().flatten();
+                // Behind: a marker short of the committed offset, or none
+                // at all (no record read) where offsets were committed.
+                let short = match (marker, wanted) {
+                    (_, None) => false,
+                    (Some(at), Some(wanted)) => at < wanted,
+                    (None, Some(_)) => !reset.contains(&partition),
+                };
+                if short {
+                    behind.entry(partition).or_insert_with(Instant::now);
+                } else {
+                    pending.remove(&partition);
+                }
             }
             // The changelog deleted, or reading it forbidden.
             Some(Err(error)) if classify(&error) == Class::Fatal => {
@@ -131,11 +177,25 @@ pub fn restore<T: Task>(
             Some(Err(error)) => tracing::debug!(%error, "changelog read error"),
             None => {}
         }
-        if last_progress.elapsed() > timeout * 3 {
+        behind.retain(|&partition, since| {
+            if since.elapsed() < CATCH_UP {
+                return true;
+            }
+            tracing::warn!(
+                changelog,
+                partition,
+                waited_s = CATCH_UP.as_secs(),
+                "the state stays behind the group's committed offset"
+            );
+            pending.remove(&partition);
+            false
+        });
+        let limit = (timeout * 3).max(RESTORE_STALL);
+        if last_progress.elapsed() > limit {
             return Err(Error::RestoreStalled {
                 changelog: changelog.to_owned(),
                 partitions: pending.into_iter().collect(),
-                waited: timeout * 3,
+                waited: limit,
             });
         }
     }

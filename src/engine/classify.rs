@@ -9,7 +9,7 @@
 //! | [`Class::Retry`] | not now: a coordinator loading, a request timed out, brokers unreachable | the same call again after a pause, in place, for a bounded time |
 //! | [`Class::Redo`] | this batch cannot commit, but a redo can (a delivery timed out, a rebalance, a transaction that must be aborted) | abort the batch, rewind, do it again; a bounded number of times in a row |
 //! | [`Class::Record`] | one record can never be written (too large for its topic, invalid) | abort, and redo the batch with the input that produced it dead-lettered, Kafka's reason in its header |
-//! | [`Class::Fenced`] | the producer was fenced (its transaction outlived its timeout) | replace it with a new one of the same transactional id, a bounded number of times |
+//! | [`Class::Fenced`] | the producer was fenced (its transaction outlived its timeout) or is in another fatal state (its records fail with `Fatal`) | replace it with a new one of the same transactional id, a bounded number of times |
 //! | [`Class::Fatal`] | never going to work: the topic deleted, authorization refused, a broken configuration | end the service with an error naming the topic and Kafka's reason |
 //!
 //! An error the table does not know is a `Redo`: bounded, so an unknown
@@ -94,7 +94,12 @@ pub fn classify_code(code: Code) -> Class {
         | Code::MessageBatchTooLarge
         | Code::BadMessage => Class::Record,
 
-        Code::ProducerFenced | Code::InvalidProducerEpoch | Code::Fenced => Class::Fenced,
+        // A record failed with `Fatal` because its producer raised a fatal
+        // error (fenced, or its sequence numbers out of step with a broker's
+        // after a restart): the producer must be replaced, the topic is fine.
+        Code::ProducerFenced | Code::InvalidProducerEpoch | Code::Fenced | Code::Fatal => {
+            Class::Fenced
+        }
 
         // The topic is gone or not ours; the cluster refuses us; the
         // configuration is broken.
@@ -118,8 +123,7 @@ pub fn classify_code(code: Code) -> Class {
         | Code::InvalidConfig
         | Code::InvalidArgument
         | Code::NotImplemented
-        | Code::UnsupportedFeature
-        | Code::Fatal => Class::Fatal,
+        | Code::UnsupportedFeature => Class::Fatal,
 
         // Everything else, among them a delivery timed out, not enough
         // replicas, a leader moving, a rebalance, a transaction in a failed
@@ -208,6 +212,10 @@ mod tests {
     fn a_fenced_producer_is_replaced() {
         assert_eq!(produced(Code::ProducerFenced), Class::Fenced);
         assert_eq!(produced(Code::Fenced), Class::Fenced);
+        // A record of a producer in a fatal state (seen after broker
+        // restarts: sequence numbers out of step) blames no topic.
+        assert_eq!(produced(Code::Fatal), Class::Fenced);
+        assert!(!is_fencing(&KafkaError::MessageProduction(Code::Fatal)));
         assert!(is_fencing(&KafkaError::MessageProduction(
             Code::ProducerFenced
         )));

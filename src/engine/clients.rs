@@ -18,9 +18,35 @@ use crate::error::{Error, KafkaResultExt, Result};
 use crate::kafka::clients::{self, FETCH_QUEUE_BACKOFF_MS, PREFETCH_KBYTES};
 use crate::kafka::context::{Logged, ReportStatistics};
 
+/// `transaction.timeout.ms` of an exactly-once engine's producer (why: at
+/// the setting); a producer fenced in a transaction older than this was
+/// most likely fenced by the coordinator for outliving it.
+pub(super) const TRANSACTION_TIMEOUT_MS: &str = "10000";
+
 pub type GroupConsumer = BaseConsumer<GroupEvents>;
 pub type ChangelogReader = BaseConsumer<Logged>;
 pub type Client = ThreadedProducer<Deliveries>;
+
+/// Closes the group consumer (it leaves the group) on a thread of its own,
+/// waiting at most `limit`: librdkafka's destroy of a group consumer can
+/// hang for good after a broker went down and came back
+/// (confluentinc/librdkafka#4674; seen once here, a SIGTERMed inventory
+/// that never exited), and a service's stop must stay bounded. What it
+/// read is committed by then; a consumer that never leaves is dropped
+/// from the group when its session times out.
+pub fn close_within(consumer: GroupConsumer, limit: Duration) {
+    let (closed, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = closed.send(());
+    });
+    if done.recv_timeout(limit).is_err() {
+        tracing::warn!(
+            limit_s = limit.as_secs(),
+            "the consumer did not close in time; going on without it"
+        );
+    }
+}
 
 /// The consumer of the service's group; rebalances are queued in its
 /// context for the engine to apply after `poll`.
@@ -95,7 +121,7 @@ impl EngineProducer {
                     // until the coordinator aborts its open transaction:
                     // after 10 s, not a minute. A restart with the same
                     // transactional.id aborts it at once.
-                    ("transaction.timeout.ms", "10000"),
+                    ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
                 ]);
                 // librdkafka requires deliveries to give up within the
                 // transaction timeout; a failed delivery redoes the batch.

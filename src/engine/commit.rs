@@ -57,7 +57,7 @@ impl<T: Task> Core<'_, T> {
 
     /// The batch is committed: the task's state and the engine's books
     /// move on.
-    fn committed_batch(&mut self, started: Instant) {
+    pub(super) fn committed_batch(&mut self, started: Instant) {
         let batch = self.batch.take().expect("a batch was committed");
         self.task.commit();
         self.count_committed(&batch);
@@ -120,8 +120,11 @@ impl<T: Task> Core<'_, T> {
         for ((partition, key), (payload, timestamp)) in state {
             let mut record = BaseRecord::with_opaque_to(changelog, ENGINE_RECORD as usize)
                 .partition(partition)
-                .key(key.as_slice())
-                .payload(payload.as_slice());
+                .key(key.as_slice());
+            // An empty value is a tombstone: compaction drops the key.
+            if !payload.is_empty() {
+                record = record.payload(payload.as_slice());
+            }
             if let Some(timestamp) = timestamp {
                 record = record.timestamp(timestamp);
             }
@@ -145,23 +148,45 @@ impl<T: Task> Core<'_, T> {
         Ok(())
     }
 
+    /// Marks whether the open batch may have committed although its commit
+    /// failed (see `Batch::may_have_committed`).
+    fn may_have_committed(&mut self, may: bool) {
+        self.batch
+            .as_mut()
+            .expect("a batch is open")
+            .may_have_committed = may;
+    }
+
     fn next_offsets(&self) -> &std::collections::BTreeMap<i32, i64> {
         self.batch.as_ref().expect("a batch is open").next_offsets()
     }
 
-    fn commit_transaction(&self, consumer: &GroupConsumer) -> Result<()> {
+    fn commit_transaction(&mut self, consumer: &GroupConsumer) -> Result<()> {
         if !self.next_offsets().is_empty() {
             self.send_offsets(consumer)?;
         }
         // rdkafka's commit_transaction flushes first, with the slow flush
         // (see `flush`); with nothing left in flight its flush returns at once.
         self.flush()?;
+        self.may_have_committed(true);
         // A commit that times out goes on in the background; calling again
         // resumes it (aborting instead would conflict with it). An error that
         // needs an abort is not retried and goes to recovery.
-        retry::transactional("committing the transaction", || {
+        let committed = retry::transactional("committing the transaction", || {
             Ok(self.producer.commit_transaction(self.settings.timeout))
-        })
+        });
+        // Such an error says the transaction did not commit; any other
+        // (retries run out, the producer fenced or stuck) leaves it open.
+        if let Err(Error::Kafka {
+            cause: KafkaError::Transaction(error),
+            ..
+        }) = &committed
+        {
+            if error.txn_requires_abort() {
+                self.may_have_committed(false);
+            }
+        }
+        committed
     }
 
     /// Adds the batch's input offsets to its transaction, retrying what is
@@ -181,7 +206,7 @@ impl<T: Task> Core<'_, T> {
         })
     }
 
-    fn flush_then_commit(&self, consumer: &GroupConsumer) -> Result<()> {
+    fn flush_then_commit(&mut self, consumer: &GroupConsumer) -> Result<()> {
         self.flush()?;
         if let Some(failure) = self.producer.context().first_failure() {
             return Err(Error::Delivery {
@@ -190,6 +215,8 @@ impl<T: Task> Core<'_, T> {
             });
         }
         if !self.next_offsets().is_empty() {
+            // A failed offset commit may have reached the coordinator.
+            self.may_have_committed(true);
             consumer
                 .commit(&self.offsets()?, CommitMode::Sync)
                 .while_("committing offsets")?;

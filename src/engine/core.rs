@@ -16,7 +16,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, Producer};
-use rdkafka::Offset;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, Input, ENGINE_RECORD};
@@ -24,7 +24,8 @@ use super::changelog;
 use super::classify::{classify, Class};
 use super::clients::{self, ChangelogReader, EngineProducer, GroupConsumer};
 use super::contexts::Failure;
-use super::dead_letters::{dead_letter, dlq_topic, refused_reason};
+use super::dead_letters::{dead_letter, dlq_topic, refused_reason, set_aside_letter};
+use super::hold_back::Gate;
 use super::limits::{record_batch_bytes, Limits};
 use super::options::{EngineOptions, EngineStats, Guarantee};
 use super::redo::Redos;
@@ -79,6 +80,10 @@ pub(super) struct Core<'a, T: Task> {
     /// Whether the task has been told (in the open or a committed batch)
     /// that every partition was read to its end.
     pub(super) told_end: bool,
+    /// Whether to read on, with `options.hold_back`.
+    pub(super) gate: Option<Gate>,
+    /// Whether the assigned partitions are paused by the gate.
+    pub(super) held_back: bool,
 }
 
 impl<'a, T: Task> Core<'a, T> {
@@ -92,6 +97,11 @@ impl<'a, T: Task> Core<'a, T> {
         // The service checked the connection already.
         let admin = Admin::without_probe(settings)?;
         let limits = read_limits(&admin, settings, options)?;
+        task.limits(&limits);
+        let gate = match &options.hold_back {
+            Some(hold_back) => Some(Gate::start(settings, hold_back)?),
+            None => None,
+        };
         let core = Self {
             settings,
             options,
@@ -116,6 +126,8 @@ impl<'a, T: Task> Core<'a, T> {
             redos: Redos::default(),
             set_aside: BTreeMap::new(),
             told_end: false,
+            gate,
+            held_back: false,
         };
         Ok((consumer, core))
     }
@@ -137,11 +149,13 @@ impl<'a, T: Task> Core<'a, T> {
             .subscribe(&[&topic])
             .while_(format!("subscribing to {topic}"))?;
         let mut last_error = None;
+        let mut rebalanced = false;
         while !self.stop.is_cancelled() {
+            self.hold_back(consumer, rebalanced)?;
             let polled = consumer.poll(Duration::from_millis(100));
             // A rebalance callback may have run inside that poll; the record it
             // returned, if any, belongs to the new assignment.
-            self.handle_rebalances(consumer)?;
+            rebalanced = self.handle_rebalances(consumer)?;
             let handled = match polled {
                 None => Ok(()),
                 Some(Ok(message)) => {
@@ -195,6 +209,38 @@ impl<'a, T: Task> Core<'a, T> {
         Ok(())
     }
 
+    /// Pauses every assigned partition while the gate holds the stage back,
+    /// and resumes them once it lets it go on; after a rebalance the pause
+    /// is applied anew (newly assigned partitions start unpaused). Records
+    /// already fetched are dropped by the pause and fetched again on
+    /// resume, from the position reached: none is skipped or read twice.
+    fn hold_back(&mut self, consumer: &GroupConsumer, rebalanced: bool) -> Result<()> {
+        let Some(gate) = &self.gate else {
+            return Ok(());
+        };
+        let holding = gate.holding();
+        if holding == self.held_back && !rebalanced {
+            return Ok(());
+        }
+        let mut partitions = TopicPartitionList::new();
+        for &p in &self.assigned {
+            partitions.add_partition(&self.options.input_topic, p);
+        }
+        if holding {
+            consumer.pause(&partitions).while_("pausing the input")?;
+        } else {
+            consumer.resume(&partitions).while_("resuming the input")?;
+        }
+        if holding != self.held_back {
+            tracing::debug!(
+                holding,
+                "holding back while the stage downstream catches up"
+            );
+        }
+        self.held_back = holding;
+        Ok(())
+    }
+
     /// Whether every assigned partition has been read to its end.
     fn caught_up(&self) -> bool {
         !self.assigned.is_empty() && self.assigned.is_subset(&self.at_end)
@@ -231,6 +277,7 @@ impl<'a, T: Task> Core<'a, T> {
         }
         self.open_batch()?;
         for record in out {
+            let timestamp = record.timestamp.or(timestamp);
             let batch = self.batch.as_mut().expect("a batch is open");
             match record.partition {
                 Some(p)
@@ -290,6 +337,9 @@ impl<'a, T: Task> Core<'a, T> {
         if !self.assigned.contains(&partition) {
             return Ok(()); // fetched before a revoke; its new owner handles it
         }
+        // More came after the end: it is not at its end again until the
+        // consumer says so, and the batch grows until then.
+        self.at_end.remove(&partition);
         self.open_batch()?;
         self.first_record.get_or_insert_with(Instant::now);
         let timestamp = message.timestamp().to_millis();
@@ -306,10 +356,12 @@ impl<'a, T: Task> Core<'a, T> {
         let poison = match self.set_aside.get(&(partition, offset)) {
             Some(reason) => Some(reason.clone()),
             None => {
-                match self
-                    .task
-                    .process(partition, message.payload().unwrap_or_default(), &mut out)
-                {
+                match self.task.process(
+                    partition,
+                    timestamp,
+                    message.payload().unwrap_or_default(),
+                    &mut out,
+                ) {
                     Ok(()) => None,
                     Err(Poison(error)) => Some(error),
                 }
@@ -325,7 +377,12 @@ impl<'a, T: Task> Core<'a, T> {
                 "dead-lettering an event"
             );
             self.enqueue(dead_letter(&self.dlq, message, &error, input as usize))?;
-            self.task.dead_lettered(partition, &mut out);
+            self.task
+                .dead_lettered(partition, message.payload().unwrap_or_default(), &mut out);
+            self.batch.as_mut().expect("a batch is open").dead_lettered += 1;
+        }
+        for aside in self.task.take_set_aside() {
+            self.enqueue(set_aside_letter(&self.dlq, message, &aside, input as usize))?;
             self.batch.as_mut().expect("a batch is open").dead_lettered += 1;
         }
         self.emit(out, timestamp, input)
@@ -384,6 +441,9 @@ impl<'a, T: Task> Core<'a, T> {
                 before_sending: Some(reason),
             });
             return Ok(());
+        }
+        if let Some(gate) = &self.gate {
+            gate.wrote(&record.topic);
         }
         let mut base = BaseRecord::with_opaque_to(&record.topic, input as usize)
             .key(record.key.as_slice())

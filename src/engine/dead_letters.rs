@@ -10,6 +10,8 @@
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
+use super::task::SetAside;
+
 /// The dead-letter topic of `topic`.
 pub fn dlq_topic(topic: &str) -> String {
     format!("{topic}.DLQ")
@@ -40,6 +42,43 @@ pub fn dead_letter<'a>(
     error: &str,
     delivery_opaque: usize,
 ) -> BaseRecord<'a, [u8], [u8], usize> {
+    letter(
+        dlq,
+        message,
+        message.key(),
+        message.payload().unwrap_or_default(),
+        error,
+        delivery_opaque,
+    )
+}
+
+/// The dead letter of what the task set aside while processing `message`
+/// (a decision it cannot write): its own key and payload, with `message`
+/// as the source that led to it.
+pub fn set_aside_letter<'a>(
+    dlq: &'a str,
+    message: &'a BorrowedMessage<'_>,
+    aside: &'a SetAside,
+    delivery_opaque: usize,
+) -> BaseRecord<'a, [u8], [u8], usize> {
+    letter(
+        dlq,
+        message,
+        Some(&aside.key),
+        &aside.payload,
+        &aside.reason,
+        delivery_opaque,
+    )
+}
+
+fn letter<'a>(
+    dlq: &'a str,
+    message: &'a BorrowedMessage<'_>,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    error: &str,
+    delivery_opaque: usize,
+) -> BaseRecord<'a, [u8], [u8], usize> {
     let headers = OwnedHeaders::new()
         .insert(Header {
             key: dlq_headers::ERROR,
@@ -59,9 +98,9 @@ pub fn dead_letter<'a>(
         });
     let mut record = BaseRecord::with_opaque_to(dlq, delivery_opaque)
         .partition(message.partition())
-        .payload(message.payload().unwrap_or_default())
+        .payload(payload)
         .headers(headers);
-    if let Some(key) = message.key() {
+    if let Some(key) = key {
         record = record.key(key);
     }
     if let Some(timestamp) = message.timestamp().to_millis() {

@@ -44,7 +44,9 @@
 //! (rebalances), `changelog` (restoring state, offset markers, resets),
 //! `commit`, `verdict` and `recovery`, `classify`, `redo` and `retry`
 //! (failures), `limits` (record sizes),
-//! `dead_letters`, and `task` (what it runs).
+//! `dead_letters`, `task` (what it runs), `journal` (state that rolls
+//! back without being copied) and `hold_back` (flow control: a stage that
+//! waits while the stage after it is far behind).
 
 mod assignment;
 mod batch;
@@ -55,6 +57,8 @@ mod commit;
 mod contexts;
 mod core;
 mod dead_letters;
+mod hold_back;
+mod journal;
 mod limits;
 mod options;
 mod recovery;
@@ -64,10 +68,13 @@ pub mod task;
 mod verdict;
 
 pub use changelog::{changelogs_of, reset_record, stages_of};
+pub use classify::{classify, Class};
 pub use dead_letters::{dlq_headers, dlq_topic};
-pub use limits::record_batch_bytes;
+pub use hold_back::HoldBack;
+pub use journal::Journaled;
+pub use limits::{record_batch_bytes, Limits};
 pub use options::{EngineOptions, EngineStats, Guarantee};
-pub use task::{OutRecord, Poison, Task, Versioned};
+pub use task::{OutRecord, Poison, SetAside, Task, Versioned};
 
 use tokio_util::sync::CancellationToken;
 
@@ -85,8 +92,15 @@ pub fn run<T: Task>(
 ) -> Result<EngineStats> {
     overrides::check(&settings.overrides, options.guarantee.promise())?;
     let (consumer, mut core) = core::Core::new(settings, options, task, stop)?;
-    core.run(&consumer)?;
-    core.stats.latency = core.latencies.summary();
-    core.stats.held = core.assigned.iter().copied().collect();
-    Ok(core.stats)
+    let ran = core.run(&consumer).map(|()| {
+        core.stats.latency = core.latencies.summary();
+        core.stats.held = core.assigned.iter().copied().collect();
+        std::mem::take(&mut core.stats)
+    });
+    drop(core);
+    clients::close_within(consumer, CLOSE_LIMIT);
+    ran
 }
+
+/// How long closing the group consumer may take when the engine stops.
+const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::hold_back::HoldBack;
 use crate::config::overrides::Promise;
 use crate::domain::latency::LatencySummary;
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub struct EngineOptions {
     pub exit_at_end: bool,
     /// Where what the engine commits is counted.
     pub metrics: Arc<Metrics>,
+    /// Stop reading while a stage downstream is this far behind.
+    pub hold_back: Option<HoldBack>,
 }
 
 /// What the engine did, counting committed work only.

@@ -6,9 +6,18 @@
 //!
 //! A redo starts from the group's committed offsets: the consumer is
 //! rewound there and the task rolled back to its committed state, so the
-//! batch is processed again from scratch. At-least-once has no transaction
-//! to abort: what the failed batch wrote stays written, and the redo writes
-//! it again (at-least-once allows that; it never commits past a loss).
+//! batch is processed again from scratch. A batch whose commit failed
+//! other than by an error requiring an abort may have committed all the
+//! same (the commit timed out, or the producer was fenced or stuck, while
+//! the coordinator finished it; an abort then fails as in an invalid
+//! state): the group's committed offsets tell, and a batch Kafka committed
+//! is committed here too. When they cannot tell (a batch that read no
+//! input), its partitions are taken over again from Kafka, as on
+//! assignment (the committed offsets, then the changelog).
+//!
+//! At-least-once has no transaction to abort: what the failed batch wrote
+//! stays written, and the redo writes it again (at-least-once allows that;
+//! it never commits past a loss).
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +26,7 @@ use rdkafka::producer::Producer;
 use rdkafka::Offset;
 
 use super::classify::{is_fencing, Class};
-use super::clients::{EngineProducer, GroupConsumer};
+use super::clients::{EngineProducer, GroupConsumer, TRANSACTION_TIMEOUT_MS};
 use super::core::{read_limits, Core};
 use super::retry;
 use super::task::Task;
@@ -25,10 +34,19 @@ use super::verdict::{class_of, is_size_refusal, judge, Verdict};
 use crate::error::{Error, KafkaResultExt, Result};
 use crate::wait;
 
+/// What became of a batch whose commit failed.
+enum Outcome {
+    Committed,
+    NotCommitted,
+    Unknown,
+}
+
 impl<T: Task> Core<'_, T> {
     /// Recovers from a failed batch (see the module's paragraph); Err when
     /// the verdict is to stop.
     pub(super) fn recover(&mut self, consumer: &GroupConsumer, error: Error) -> Result<()> {
+        let unknown_outcome = self.batch.as_ref().is_some_and(|b| b.may_have_committed);
+        let transaction_age = self.batch.as_ref().map(|b| b.started.elapsed());
         let mut renewed = false;
         if let Error::Wedged { call, waited } = &error {
             // Aborting would wait behind the wedged call: a new producer
@@ -45,6 +63,18 @@ impl<T: Task> Core<'_, T> {
         }
         self.drain_deliveries();
         let failures = self.producer.context().take_failures();
+        let mut take_over = false;
+        if unknown_outcome {
+            match self.commit_outcome(consumer)? {
+                Outcome::Committed => {
+                    tracing::warn!(%error, "the batch's commit failed, yet Kafka committed it: going on from there");
+                    self.committed_batch(Instant::now());
+                    return Ok(());
+                }
+                Outcome::NotCommitted => {}
+                Outcome::Unknown => take_over = true,
+            }
+        }
         // A topic's limit may have been lowered since it was read: read
         // them again before judging, and cap the producer's batches anew.
         let mut resized = false;
@@ -82,7 +112,7 @@ impl<T: Task> Core<'_, T> {
             }
             Verdict::Renew { cause, fenced } => {
                 if !renewed {
-                    self.renew_producer(&cause, fenced)?;
+                    self.renew_producer(&cause, fenced, transaction_age)?;
                 }
                 // Fencing is bounded by its own count; any other fatal
                 // state of the producer by the redos.
@@ -97,12 +127,50 @@ impl<T: Task> Core<'_, T> {
             }
             Verdict::Redo(cause) => self.redo_after_pause(cause)?,
         }
+        if take_over {
+            // The state rolled back may be behind what Kafka holds.
+            tracing::warn!("the batch's commit has an unknown outcome: taking the state over again from the changelog");
+            self.adopt_again(consumer)?;
+        }
         self.rewind(consumer)
     }
 
+    /// Whether a batch whose commit failed was committed all the same, told
+    /// by the group's committed offsets (fetched stable, so once its
+    /// transaction has ended either way): at the batch's offsets it was, at
+    /// the ones before it it was not. A batch that read no input (only what
+    /// time passing wrote), or offsets someone else moved, cannot tell.
+    fn commit_outcome(&self, consumer: &GroupConsumer) -> Result<Outcome> {
+        let next = self.batch.as_ref().expect("a batch is open").next_offsets();
+        if next.is_empty() {
+            return Ok(Outcome::Unknown);
+        }
+        let (mut committed, mut before) = (true, true);
+        for (&partition, &offset) in next {
+            let now = self.committed_offset(consumer, partition)?;
+            committed &= now == Some(offset);
+            before &= now == self.committed.get(&partition).copied();
+        }
+        Ok(match (committed, before) {
+            (true, _) => Outcome::Committed,
+            (false, true) => Outcome::NotCommitted,
+            (false, false) => Outcome::Unknown,
+        })
+    }
+
     /// Counts a redo without progress and pauses before it; Err once the
-    /// batch has failed too often in a row.
+    /// batch has failed too often in a row, or, from its second failure
+    /// on, once a topic the engine uses no longer exists (a transaction it
+    /// broke may say only "Erroneous state", and librdkafka calls a deleted
+    /// topic unknown only after `topic.metadata.propagation.max.ms`).
     fn redo_after_pause(&mut self, cause: String) -> Result<()> {
+        let failing = self.redos.attempts() > 0;
+        if let Some(topic) = failing.then(|| self.missing_topic()).flatten() {
+            return Err(Error::TopicRefused {
+                topic,
+                reason: format!("it no longer exists (the batch failed: {cause})"),
+            });
+        }
         let Some(pause) = self.redos.failed() else {
             return Err(Error::BatchFailing {
                 attempts: self.redos.attempts(),
@@ -126,20 +194,24 @@ impl<T: Task> Core<'_, T> {
         let Error::Refused { what, reason } = error else {
             return error;
         };
-        let mut topics = self.options.output_topics.clone();
-        topics.extend(self.options.changelog_topic.clone());
-        topics.push(self.dlq.clone());
-        topics.push(self.options.input_topic.clone());
-        match topics
-            .into_iter()
-            .find(|t| matches!(self.admin.topic_exists(t), Ok(false)))
-        {
+        match self.missing_topic() {
             Some(topic) => Error::TopicRefused {
                 topic,
                 reason: format!("it no longer exists ({reason})"),
             },
             None => Error::Refused { what, reason },
         }
+    }
+
+    /// The first topic the engine uses that the cluster says no longer
+    /// exists; None when the cluster does not answer (an outage: the
+    /// redos bound it).
+    fn missing_topic(&self) -> Option<String> {
+        let mut topics = self.options.output_topics.clone();
+        topics.extend(self.options.changelog_topic.clone());
+        topics.push(self.dlq.clone());
+        topics.push(self.options.input_topic.clone());
+        self.admin.first_missing(&topics).ok().flatten()
     }
 
     /// Aborts the open batch because partitions moved: not a failure, so
@@ -175,7 +247,8 @@ impl<T: Task> Core<'_, T> {
             }
             Err(error) if class_of(&error) == Class::Fenced => {
                 let fenced = matches!(&error, Error::Kafka { cause, .. } if is_fencing(cause));
-                self.renew_producer(&error.to_string(), fenced)?;
+                let age = self.batch.as_ref().map(|b| b.started.elapsed());
+                self.renew_producer(&error.to_string(), fenced, age)?;
                 Ok(true)
             }
             Err(error) => Err(error),
@@ -216,15 +289,25 @@ impl<T: Task> Core<'_, T> {
 
     /// Replaces a producer that cannot go on. The coordinator fences a
     /// producer whose transaction outlived `transaction.timeout.ms` (a long
-    /// outage) by bumping its epoch; a new producer with the same
-    /// transactional id carries on. Fenced again and again means another
-    /// process runs with the same transactional id: that is an error, not a
-    /// fight. Other fatal states (a transactional call in an invalid state,
-    /// seen during rolling broker restarts) are not counted as fencing: the
+    /// outage, a stalled machine) by bumping its epoch, and librdkafka
+    /// reports that as fenced too; a new producer with the same
+    /// transactional id carries on. Only a fence in a transaction younger
+    /// than that timeout (`transaction_age`; None: no batch open) is
+    /// another producer's doing: three of those in two minutes mean another
+    /// process runs with the same transactional id, an error, not a fight.
+    /// Other fatal states (a transactional call in an invalid state, seen
+    /// during rolling broker restarts) are not counted as fencing: the
     /// redos of the failed batch bound them.
-    fn renew_producer(&mut self, cause: &str, fenced: bool) -> Result<()> {
+    fn renew_producer(
+        &mut self,
+        cause: &str,
+        fenced: bool,
+        transaction_age: Option<Duration>,
+    ) -> Result<()> {
         const WINDOW: Duration = Duration::from_secs(120);
-        if fenced {
+        let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS.parse().expect("a number"));
+        let timed_out = transaction_age.is_some_and(|age| age >= timeout);
+        if fenced && !timed_out {
             self.renewals.retain(|t| t.elapsed() < WINDOW);
             if self.renewals.len() >= 3 {
                 return Err(Error::Fenced {
@@ -259,6 +342,7 @@ impl<T: Task> Core<'_, T> {
         let limits = read_limits(&self.admin, self.settings, self.options)?;
         let changed = limits.batch_cap() != self.limits.batch_cap();
         self.limits = limits;
+        self.task.limits(&self.limits);
         if changed {
             tracing::warn!(
                 batch_size = ?self.limits.batch_cap(),
@@ -270,11 +354,16 @@ impl<T: Task> Core<'_, T> {
     }
 
     /// Moves every assigned partition back to its committed offset, so that
-    /// an aborted batch is read again.
+    /// an aborted batch is read again. The offsets are the engine's own
+    /// books (taken over with the partition, moved by every commit), not
+    /// asked of the group coordinator: after a broker stall the consumer's
+    /// group may wait for `poll` to serve a rebalance, and a fetch of
+    /// committed offsets then times out until it is (two minutes of that
+    /// ended a service after a broker fenced itself for 2 s).
     fn rewind(&self, consumer: &GroupConsumer) -> Result<()> {
         for &partition in &self.assigned {
-            let offset = match self.committed_offset(consumer, partition)? {
-                Some(n) => Offset::Offset(n),
+            let offset = match self.committed.get(&partition) {
+                Some(&n) => Offset::Offset(n),
                 None => Offset::Beginning,
             };
             consumer

@@ -1,10 +1,14 @@
 //! What the stream engine (`crate::engine`) runs: a [`Task`] that turns input
 //! records into output records and keeps state per input partition, and
-//! [`Versioned`], the committed/working pair a task rolls back to when a
-//! transaction is aborted.
+//! [`Versioned`], the committed/working pair of a small value (a few
+//! counters) a task rolls back to when a transaction is aborted. State that
+//! grows (stock levels, orders in flight, windows) is kept in a
+//! [`Journaled`](super::Journaled) map instead, which a commit never copies.
 //!
 //! A task sees bytes and partitions, never a Kafka client: the engine owns
 //! consuming, producing, transactions, restoring and dead-lettering.
+
+use super::limits::Limits;
 
 /// A record a task wants written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +19,9 @@ pub struct OutRecord {
     pub partition: Option<i32>,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    /// Its timestamp, ms since the epoch; None: that of the input being
+    /// processed (a task that writes for an earlier input gives that one's).
+    pub timestamp: Option<i64>,
 }
 
 impl OutRecord {
@@ -26,13 +33,68 @@ impl OutRecord {
             partition: Some(partition),
             key: key.to_vec(),
             payload: serde_json::to_vec(&value).expect("state serializes"),
+            timestamp: None,
         }
+    }
+
+    /// A key's new state (`state`), or a tombstone when it is gone (None):
+    /// what a task's journaled changes write to its changelog.
+    pub fn change(
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<impl serde::Serialize>,
+    ) -> Self {
+        match value {
+            Some(value) => Self::state(topic, partition, key, value),
+            None => Self {
+                topic: topic.to_owned(),
+                partition: Some(partition),
+                key: key.to_vec(),
+                payload: Vec::new(),
+                timestamp: None,
+            },
+        }
+    }
+}
+
+impl OutRecord {
+    /// The same record to every one of `partitions` of `topic` (a marker
+    /// each downstream partition must see: progress, a stage finished),
+    /// with `timestamp` (None: the input's).
+    pub fn to_every(
+        topic: &str,
+        partitions: i32,
+        key: &[u8],
+        payload: &[u8],
+        timestamp: Option<i64>,
+    ) -> Vec<Self> {
+        (0..partitions)
+            .map(|target| Self {
+                topic: topic.to_owned(),
+                partition: Some(target),
+                key: key.to_vec(),
+                payload: payload.to_vec(),
+                timestamp,
+            })
+            .collect()
     }
 }
 
 /// Why an input record cannot be processed; the engine dead-letters it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poison(pub String);
+
+/// A record the task cannot write where it belongs (a decision too large
+/// for its topic) and that is not the input being processed: the engine
+/// dead-letters it like an input, with `reason`, and names the input being
+/// processed as its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub reason: String,
+}
 
 /// A stateful consume-transform-produce step. State lives per input
 /// partition, is written to a changelog partition of the same number (through
@@ -42,7 +104,8 @@ pub trait Task: Send {
     /// then replays its changelog into it).
     fn assigned(&mut self, partition: i32);
 
-    /// One changelog record of `partition`, oldest first.
+    /// One changelog record of `partition`, oldest first; an empty value is
+    /// a tombstone (the task wrote an empty payload: the key is gone).
     fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]);
 
     /// Every changelog record of `partition` has been restored: a task that
@@ -52,17 +115,33 @@ pub trait Task: Send {
     /// Partition `partition` was revoked: drop its state.
     fn revoked(&mut self, partition: i32);
 
-    /// Processes one input record, pushing what it writes into `out`.
+    /// Processes one input record (its timestamp: `timestamp`), pushing
+    /// what it writes into `out`.
     fn process(
         &mut self,
         partition: i32,
+        timestamp: Option<i64>,
         payload: &[u8],
         out: &mut Vec<OutRecord>,
     ) -> Result<(), Poison>;
 
     /// An input record of `partition` was dead-lettered instead of processed;
     /// a task that counts them writes its count to `out`.
-    fn dead_lettered(&mut self, _partition: i32, _out: &mut Vec<OutRecord>) {}
+    /// (`payload` is the record's: a task whose state refers to it, an
+    /// order waiting for this answer, settles that here.)
+    fn dead_lettered(&mut self, _partition: i32, _payload: &[u8], _out: &mut Vec<OutRecord>) {}
+
+    /// Records the task set aside while processing the last input (or
+    /// while handling its dead letter); the engine dead-letters them.
+    fn take_set_aside(&mut self) -> Vec<SetAside> {
+        Vec::new()
+    }
+
+    /// The record size limits of the topics the engine writes to, read at
+    /// start and again when Kafka refused a record as too large: a task
+    /// that writes a record on behalf of an input other than the one being
+    /// processed checks its size here and sets it aside itself.
+    fn limits(&mut self, _limits: &Limits) {}
 
     /// The open batch is about to commit: a task that aggregates per batch
     /// writes what it gathered (records written here have no single input,
@@ -93,7 +172,8 @@ pub trait Task: Send {
     fn rollback(&mut self);
 }
 
-/// A value with a committed version and a working version.
+/// A value with a committed version and a working version: a commit
+/// copies it, so it is for values of a fixed small size.
 #[derive(Debug, Clone, Default)]
 pub struct Versioned<T: Clone> {
     committed: T,

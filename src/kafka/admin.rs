@@ -28,6 +28,16 @@ use crate::wait;
 
 /// How often a wait below asks again.
 const ASK_AGAIN: Duration = Duration::from_millis(100);
+/// Requests to create topics before a timeout is an error.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// An admin request that timed out (the cluster slow, not refusing).
+fn is_timeout(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut)
+    )
+}
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -197,13 +207,32 @@ impl Admin {
             .collect())
     }
 
-    /// Whether `topic` exists.
+    /// Whether `topic` exists (see `first_missing`).
     pub fn topic_exists(&self, topic: &str) -> Result<bool> {
-        match self.partitions(topic) {
-            Ok(_) => Ok(true),
-            Err(Error::UnknownTopic(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(self.first_missing(&[topic.to_owned()])?.is_none())
+    }
+
+    /// The first of `topics` that does not exist, from one metadata
+    /// request: a topic is missing only when the cluster's metadata leaves
+    /// it out or says it is unknown, not when a partition has no leader for
+    /// a moment (a broker down: the topic is still there).
+    pub fn first_missing(&self, topics: &[String]) -> Result<Option<String>> {
+        use rdkafka::types::RDKafkaRespErr;
+        let metadata = self
+            .client
+            .inner()
+            .fetch_metadata(None, self.settings.timeout)
+            .while_("fetching cluster metadata")?;
+        let exists = |topic: &String| {
+            metadata.topics().iter().any(|t| {
+                t.name() == topic
+                    && !matches!(
+                        t.error(),
+                        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                    )
+            })
+        };
+        Ok(topics.iter().find(|t| !exists(t)).cloned())
     }
 
     /// The names of all topics, Kafka's internal ones (`__…`) left out.
@@ -236,11 +265,20 @@ impl Admin {
                 )
             })
             .collect();
-        let results = self
-            .client
-            .create_topics(new.iter(), &self.options())
-            .await
-            .while_("creating topics")?;
+        // A loaded controller may answer after the request's timeout: ask
+        // again (a topic the first request made comes back as existing),
+        // for a bounded number of times.
+        let mut attempt = 1;
+        let results = loop {
+            match self.client.create_topics(new.iter(), &self.options()).await {
+                Ok(results) => break results,
+                Err(error) if is_timeout(&error) && attempt < CREATE_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "creating topics: asking again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error).while_("creating topics"),
+            }
+        };
         let outcome = results
             .into_iter()
             .map(|result| match result {

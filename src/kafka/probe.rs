@@ -104,9 +104,16 @@ impl ClientContext for Reasons {
     fn log(&self, _level: RDKafkaLogLevel, facility: &str, message: &str) {
         tracing::debug!(target: "librdkafka", facility, "{message}");
         // A connection that failed, some of which (a listener closing the
-        // connection on an unexpected protocol) reach only the log.
+        // connection on an unexpected protocol) reach only the log; so,
+        // at times, does a failed TLS handshake (a CI run on a loaded
+        // machine waited out its whole --timeout with "SSL handshake
+        // failed" here and no SSL error from the error callback).
         if facility == "FAIL" {
-            self.0.lock().expect("never poisoned").last = Some(message.to_owned());
+            let mut seen = self.0.lock().expect("never poisoned");
+            if is_failed_handshake(message) {
+                seen.tls = Some(message.to_owned());
+            }
+            seen.last = Some(message.to_owned());
         }
     }
 
@@ -119,6 +126,9 @@ impl ClientContext for Reasons {
             // A handshake that failed (a certificate not trusted, a name
             // that does not match) fails again on every retry.
             Some(RDKafkaErrorCode::SSL) => seen.tls = reason.clone(),
+            _ if is_failed_handshake(reason.as_deref().unwrap_or_default()) => {
+                seen.tls = reason.clone()
+            }
             // "1/1 brokers are down" says less than the failure before it.
             Some(RDKafkaErrorCode::AllBrokersDown) => return,
             _ => {}
@@ -128,3 +138,9 @@ impl ClientContext for Reasons {
 }
 
 impl ConsumerContext for Reasons {}
+
+/// Whether librdkafka's words say a TLS handshake failed: it fails again
+/// on every retry, so waiting for it to pass is pointless.
+fn is_failed_handshake(message: &str) -> bool {
+    message.contains("SSL handshake failed")
+}

@@ -51,6 +51,17 @@ pub fn idempotent_measured(
         .while_("creating the producer")
 }
 
+/// The same producer for a caller that answers someone waiting (the API's
+/// requests): a delivery fails after `timeout`, so the wait is bounded by
+/// it, not by the minute the services allow.
+pub fn idempotent_within(settings: &KafkaSettings, timeout: Duration) -> Result<Producer> {
+    overrides::check(&settings.overrides, Promise::IdempotentWrites)?;
+    let timeout_ms = timeout.as_millis().to_string();
+    clients::idempotent_producer(settings, &timeout_ms, &[])
+        .create_with_context(Logged)
+        .while_("creating the producer")
+}
+
 fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
     // A delivery gives up after a minute rather than librdkafka's five, so
     // a lost cluster becomes an error the user sees in bounded time.

@@ -17,7 +17,11 @@
 //!   `orderflow_transactions_committed_total` and `..._aborted_total`, and the
 //!   consumer's fetch queue;
 //! - inventory: `orderflow_inventory_decisions_total{status}`;
-//! - analytics: `orderflow_windows_closed_total`, `orderflow_late_events_total`.
+//! - analytics: `orderflow_windows_closed_total`, `orderflow_late_events_total`;
+//! - the API: `orderflow_http_requests_total{method,route,status}` and
+//!   `orderflow_http_request_duration_seconds{method,route}` (`route` is the
+//!   route's pattern, `/orders/{id}`: one series per route, not per order),
+//!   besides its keys stage's engine metrics.
 //!
 //! The values are atomics shared with the engine's thread; a scrape encodes
 //! them as OpenMetrics text (`server`).
@@ -45,6 +49,7 @@ pub enum Service {
     Produce,
     Inventory,
     Analytics,
+    Api,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,6 +67,27 @@ pub struct PartitionLabels {
 pub struct DecisionLabel {
     /// "reserved" or "rejected", as `InventoryChecked::status` says.
     pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRoute {
+    pub method: String,
+    /// The route's pattern (`/orders/{id}`), or "unmatched".
+    pub route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpAnswer {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+/// A histogram per label set, each with the latency buckets.
+pub type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,6 +121,8 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabel, Counter>,
     pub windows_closed: Counter,
     pub late_events: Counter,
+    pub http_requests: Family<HttpAnswer, Counter>,
+    pub http_duration: LatencyFamily<HttpRoute>,
     pub producer_queue: Gauge,
     pub fetch_queue: Family<PartitionLabels, Gauge>,
     pub broker_rtt: Family<BrokerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -128,6 +156,8 @@ impl Metrics {
             decisions: Family::default(),
             windows_closed: Counter::default(),
             late_events: Counter::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency_histogram),
             producer_queue: Gauge::default(),
             fetch_queue: Family::default(),
             broker_rtt: Family::default(),
@@ -225,6 +255,19 @@ impl Metrics {
                     "late_events",
                     "Events for a window already closed, committed",
                     self.late_events.clone(),
+                );
+            }
+            Service::Api => {
+                r.register(
+                    "http_requests",
+                    "HTTP requests answered, by method, route and status",
+                    self.http_requests.clone(),
+                );
+                r.register_with_unit(
+                    "http_request_duration",
+                    "From a request's arrival to its answer, by method and route",
+                    Unit::Seconds,
+                    self.http_duration.clone(),
                 );
             }
             Service::Produce => {}

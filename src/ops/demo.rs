@@ -5,9 +5,13 @@
 //! 2. `run2.txt`/`run2.json`: the analytics group is reset to the earliest
 //!    offset and re-reads history into a byte-identical report;
 //! 3. `lag.csv` and its chart `lag.svg`: with analytics throttled, a burst of
-//!    orders builds up lag, sampled every second as it grows and drains.
+//!    orders builds up lag, sampled every second as it grows and drains;
+//!
+//! and then orderflow's front door: orders placed over HTTP through the
+//! API and answered by the pipeline (`demo_api.rs`).
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,16 +22,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
 use crate::domain::generator::GeneratorConfig;
+use crate::domain::lines::initial_level;
 use crate::domain::report::{Format, Report};
 use crate::domain::stock::StockConfig;
 use crate::engine::{dlq_topic, Guarantee};
 use crate::error::{Error, Result};
 use crate::kafka::admin::Admin;
 use crate::metrics::{Metrics, Service};
+use crate::ops::demo_api::{self, Placed};
 use crate::ops::lag_chart::{self, LagSample};
 use crate::ops::{lag, replay, topics};
-use crate::services::analytics::{self, merge_group, merge_topic, AnalyticsOptions};
-use crate::services::inventory::{self, stock_changelog, InventoryOptions, InventorySummary};
+use crate::services::analytics::{self, merge_group, AnalyticsOptions};
+use crate::services::api::{self, ApiOptions};
+use crate::services::inventory::{self, InventoryOptions, InventorySummary};
 use crate::services::produce::{self, ProduceOptions};
 
 #[derive(Debug, Clone)]
@@ -37,6 +44,7 @@ pub struct DemoOptions {
     pub metrics_topic: String,
     pub inventory_group: String,
     pub analytics_group: String,
+    pub api_group: String,
     pub partitions: i32,
     pub replication_factor: i32,
     /// Orders in the main run.
@@ -59,6 +67,8 @@ pub struct DemoOutcome {
     pub identical: bool,
     pub peak_lag: i64,
     pub final_lag: i64,
+    /// The orders placed over HTTP, and their status.
+    pub placed: Vec<Placed>,
 }
 
 /// How often the drain check and the lag sampler look at offsets.
@@ -151,12 +161,69 @@ pub async fn run(
         out.join("lag.svg").display()
     );
 
+    println!("== 5. the HTTP API: orders placed over HTTP, and what became of them");
+    let placed = api_run(settings, &admin, options, shutdown).await?;
+
     Ok(DemoOutcome {
         report,
         identical,
         peak_lag,
         final_lag,
+        placed,
     })
+}
+
+/// The pipeline with the API in front of it, while `demo_api::show`
+/// plays a client.
+async fn api_run(
+    settings: &KafkaSettings,
+    admin: &Admin,
+    options: &DemoOptions,
+    shutdown: &CancellationToken,
+) -> Result<Vec<Placed>> {
+    let pipeline = Pipeline::start(settings, options, Duration::ZERO, shutdown);
+    let api_options = ApiOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        orders_topic: options.orders_topic.clone(),
+        inventory_topic: options.inventory_topic.clone(),
+        group: options.api_group.clone(),
+        inventory_group: options.inventory_group.clone(),
+        instance_id: "demo".into(),
+        key_retention: api::DEFAULT_KEY_RETENTION,
+        commit_interval: Duration::from_millis(20),
+        views_dir: std::env::temp_dir(),
+        views_cache_bytes: 16 << 20,
+        metrics: Arc::new(Metrics::new(Service::Api)),
+    };
+    let stop = shutdown.child_token();
+    let (bound, address) = tokio::sync::oneshot::channel();
+    let serving = {
+        let (settings, stop) = (settings.clone(), stop.clone());
+        tokio::spawn(async move {
+            let tell = move |addr| {
+                let _ = bound.send(addr);
+            };
+            api::run_telling(&settings, &api_options, &stop, tell).await
+        })
+    };
+    let shown = match address.await {
+        Ok(addr) => {
+            println!("   serving at http://{addr} (README: HTTP API)");
+            let sku_stock = initial_level(&options.stock, "SKU-0003");
+            tokio::task::spawn_blocking(move || demo_api::show(addr, sku_stock))
+                .await
+                .map_err(join_error)?
+        }
+        // It ended before it served: its own error says why.
+        Err(_) => Ok(Vec::new()),
+    };
+    stop.cancel();
+    serving.await.map_err(join_error)??;
+    let shown = shown?;
+    // Analytics counts them too before the demo ends.
+    pipeline.wait_until_drained(admin, options).await?;
+    pipeline.stop().await?;
+    Ok(shown)
 }
 
 /// Deletes the demo's topics and groups and creates the topics anew.
@@ -167,23 +234,25 @@ async fn fresh_topics(admin: &Admin, options: &DemoOptions) -> Result<()> {
         options.metrics_topic.as_str(),
     ];
     // The services' own topics go too: stock lives in the changelog.
-    let internal = [
+    let mut internal = vec![
         dlq_topic(&options.orders_topic),
         dlq_topic(&options.inventory_topic),
-        stock_changelog(&options.inventory_group),
     ];
+    internal.extend(inventory::internal_topics(&options.inventory_group));
+    internal.extend(analytics::internal_topics(&options.analytics_group));
+    internal.extend(api::internal_topics(&options.api_group));
     let mut all: Vec<&str> = names.to_vec();
     all.extend(internal.iter().map(String::as_str));
-    let analytics_internal = analytics::internal_topics(&options.analytics_group);
-    all.extend(analytics_internal.iter().map(String::as_str));
     admin.delete_topics(&all).await?;
-    admin
-        .delete_groups(&[
-            &options.inventory_group,
-            &options.analytics_group,
-            &merge_group(&options.analytics_group),
-        ])
-        .await?;
+    let mut groups = vec![
+        options.inventory_group.clone(),
+        options.analytics_group.clone(),
+        merge_group(&options.analytics_group),
+        api::keys_group(&options.api_group),
+    ];
+    groups.extend(inventory::stage_groups(&options.inventory_group));
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    admin.delete_groups(&groups).await?;
     // Deletion finishes asynchronously on the brokers; creation can briefly
     // still see the old topic.
     let started = Instant::now();
@@ -354,6 +423,7 @@ impl Pipeline {
                 orders_topic: options.orders_topic.clone(),
                 inventory_topic: options.inventory_topic.clone(),
                 group: options.inventory_group.clone(),
+                max_stock_lag: inventory::MAX_STOCK_LAG,
                 stock: options.stock.clone(),
                 guarantee: Guarantee::ExactlyOnce,
                 instance_id: "demo".into(),
@@ -390,15 +460,19 @@ impl Pipeline {
                 .all(|p| p.committed.unwrap_or(0) >= p.log_end);
             Ok((done, lag.partitions.iter().map(|p| p.log_end).sum()))
         };
-        let (orders_done, orders) = caught_up(&options.inventory_group, &options.orders_topic)?;
-        let (results_done, results) =
-            caught_up(&options.analytics_group, &options.inventory_topic)?;
-        // Then the merge stage: it has every share analytics committed.
-        let (merged, _) = caught_up(
-            &merge_group(&options.analytics_group),
-            &merge_topic(&options.analytics_group),
-        )?;
-        Ok(orders_done && results_done && results >= orders && merged)
+        let flow = crate::services::flow(
+            &options.orders_topic,
+            &options.inventory_topic,
+            &options.inventory_group,
+            &options.analytics_group,
+        );
+        let mut all_done = true;
+        for (group, topic) in &flow {
+            all_done &= caught_up(group, topic)?.0;
+        }
+        let orders = caught_up(&options.inventory_group, &options.orders_topic)?.1;
+        let results = caught_up(&options.analytics_group, &options.inventory_topic)?.1;
+        Ok(all_done && results >= orders)
     }
 
     /// True when a service returned on its own (an error) or a stop was asked for.

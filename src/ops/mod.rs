@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod dashboard;
 pub mod demo;
+mod demo_api;
 pub mod lag;
 pub mod lag_chart;
 pub mod local_kafka;

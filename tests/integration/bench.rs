@@ -24,6 +24,11 @@ fn bench_runs_every_stage_and_writes_its_table() {
         out.to_str().unwrap(),
         "--work-dir",
         work.to_str().unwrap(),
+        // The first test to run, right after the broker started: a stall
+        // of the machine then (the broker fenced itself for 12 s once)
+        // must not read as an unreachable cluster.
+        "--timeout",
+        "30",
         "--no-local-kafka",
     ]);
     let table = std::fs::read_to_string(&out).unwrap();
@@ -35,6 +40,7 @@ fn bench_runs_every_stage_and_writes_its_table() {
     // Every throughput row ran its events and measured a rate.
     for name in [
         "kafka-producer-perf-test",
+        "kafka-producer-perf-test (batch.size=1048576, linger.ms=10)",
         "kafka-consumer-perf-test",
         "orderflow produce",
         "orderflow inventory (exactly-once)",
@@ -45,28 +51,57 @@ fn bench_runs_every_stage_and_writes_its_table() {
         assert_eq!(cells[1], "3,000", "{name}: {cells:?}");
         assert!(number(&cells[2]) > 0.0, "{name}: {cells:?}");
     }
-    let memory = row(
-        &table,
-        "orderflow analytics (exactly-once) after 10,000 events",
-    );
-    assert_eq!(memory[1], "10,000");
-    assert!(memory[4].starts_with("analytics "), "{memory:?}");
+    for service in ["inventory", "analytics"] {
+        let memory = row(
+            &table,
+            &format!("orderflow {service} (exactly-once) after 10,000 events"),
+        );
+        assert_eq!(memory[1], "10,000");
+        assert!(memory[5].starts_with(&format!("{service} ")), "{memory:?}");
+    }
+
+    // Bytes per order: every topic an order goes through holds some, the
+    // internal ones included, and they add up.
+    let group = format!("{prefix}.pipeline.inventory-group");
+    let mut sum = 0;
+    for topic in [
+        "orders".to_owned(),
+        format!("{group}-stock-repartition"),
+        format!("{group}-orders-repartition"),
+        format!("{group}-stock-changelog"),
+        "inventory".to_owned(),
+        format!("{prefix}.pipeline.analytics-group-merge-repartition"),
+        "metrics".to_owned(),
+    ] {
+        let topic = topic
+            .trim_start_matches(&format!("{prefix}.pipeline."))
+            .to_owned();
+        let cells = row(&table, &topic);
+        let bytes = number(&cells[1]) as u64;
+        assert!(bytes > 0 && number(&cells[2]) > 0.0, "{topic}: {cells:?}");
+        sum += bytes;
+    }
+    let all = number(&row(&table, "all")[1]) as u64;
+    assert!(all >= sum, "{all} < {sum}");
 
     // The latency runs: every order's latency recorded (the bench starts
     // the clock once the services have taken over their partitions, as their
     // metrics say), percentiles in order.
-    for (name, all_measured) in [
-        ("orderflow, at-least-once", true),
-        ("orderflow, exactly-once", true),
-        ("kafka-producer-perf-test (send to ack)", false),
+    // (At-least-once may count an order twice, when a batch was redone.)
+    for (name, measured_ok) in [
+        (
+            "orderflow, at-least-once",
+            (|m| m >= 2000.0) as fn(f64) -> bool,
+        ),
+        ("orderflow, exactly-once", |m| m == 2000.0),
+        ("kafka-producer-perf-test (send to ack)", |m| {
+            m > 0.0 && m <= 2000.0
+        }),
     ] {
         let cells = row(&table, name);
         assert_eq!(cells[2], "2,000", "{name}: {cells:?}");
         let measured = number(&cells[3]);
-        if all_measured {
-            assert_eq!(measured, 2000.0, "{name}: {cells:?}");
-        }
-        assert!(measured > 0.0 && measured <= 2000.0, "{name}: {cells:?}");
+        assert!(measured_ok(measured), "{name}: {cells:?}");
         let (p50, p99, max) = (number(&cells[4]), number(&cells[5]), number(&cells[7]));
         assert!(p50 <= p99 && p99 <= max, "{name}: {cells:?}");
     }

@@ -4,22 +4,18 @@
 //! orders in live, and leaves a screenshot in target/tmp.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
+use crate::common::http::{free_addr, get, post_json};
 use crate::common::{
     describe_group, json, orderflow_ok, read_all, signal, spawn_service, wait_until, Names,
 };
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-}
+use orderflow::metrics::scrape::scrape;
 
 /// chromedriver on a port of its own, stopped when dropped.
 struct ChromeDriver(Child, SocketAddr);
@@ -97,6 +93,8 @@ return {
   order_points: Number(document.querySelector("#chart-orders").dataset.points || 0),
   lag_series: Number(document.querySelector("#chart-lag").dataset.series || 0),
   canvases: document.querySelectorAll("canvas").length,
+  api_requests: document.querySelector("#api-card").hidden ? null : text("#api-requests"),
+  api_instances: text("#api-instances"),
 };
 "##;
 
@@ -140,8 +138,11 @@ fn grouped(n: u64) -> String {
 fn the_dashboard_shows_a_demo_run_in_a_real_browser() {
     let names = Names::new("dash");
     let out = tempfile::tempdir().unwrap();
+    let api_group = names.api_group();
     let mut demo = vec![
         "demo",
+        "--api-group",
+        &api_group,
         "--count",
         "2000",
         "--burst",
@@ -171,7 +172,17 @@ fn the_dashboard_shows_a_demo_run_in_a_real_browser() {
     let counted: u64 = table.values().map(|c| c.0).sum();
     let failed: u64 = table.values().map(|c| c.1).sum();
     let windows: std::collections::BTreeSet<&String> = table.keys().collect();
-    assert!(counted > 0 && counted <= 2_600);
+    // 2,000 orders, a burst of 600, and 3 placed through the API.
+    assert!(counted > 0 && counted <= 2_603);
+    // The orders topic's log end, as the page counts orders published: the
+    // API's keyed order came in a transaction, whose marker takes an
+    // offset too.
+    let log_end: i64 = describe_group(&names.inventory_group)
+        .iter()
+        .map(|r| r.log_end)
+        .sum();
+    assert!((2_603..2_610).contains(&log_end), "{log_end}");
+    let published = |more: i64| grouped((log_end + more) as u64);
     for group in [&names.inventory_group, &names.analytics_group] {
         assert!(
             describe_group(group).iter().all(|r| r.lag == Some(0)),
@@ -179,10 +190,15 @@ fn the_dashboard_shows_a_demo_run_in_a_real_browser() {
         );
     }
 
+    // An API instance, whose requests the dashboard shows.
+    let (api, api_metrics) = (free_addr(), free_addr().to_string());
+    let api_service = names.api(api, "dash", &["--metrics-addr", &api_metrics]);
+
     let listen = free_addr();
     let listen_arg = listen.to_string();
     let mut args = vec!["dashboard", "--listen", &listen_arg, "--interval-ms", "500"];
     args.extend(names.pipeline_flags());
+    args.extend(["--api-metrics", &api_metrics]);
     let mut dashboard = spawn_service(&args);
     let said = dashboard.follow_stdout();
     wait_until("the dashboard listens", || {
@@ -205,7 +221,7 @@ fn the_dashboard_shows_a_demo_run_in_a_real_browser() {
         })
         .await;
 
-        assert_eq!(page["published"], "2,600", "{page:#}");
+        assert_eq!(page["published"], published(0).as_str(), "{page:#}");
         assert_eq!(page["windows"], grouped(windows.len() as u64).as_str());
         assert_eq!(page["failed"], grouped(failed).as_str());
         let shown: f64 = page["failure_rate"]
@@ -246,9 +262,28 @@ fn the_dashboard_shows_a_demo_run_in_a_real_browser() {
         // Live: new orders show up without reloading the page.
         names.produce(300, 77);
         wait_for_page(&browser, "the 300 new orders", |p| {
-            p["published"] == "2,900"
+            p["published"] == published(300).as_str()
         })
         .await;
+
+        // The API's requests: as many as the API itself counts (its
+        // metrics), after a few more.
+        let order =
+            r#"{"customer_id":"c","items":[{"sku":"S","quantity":1,"unit_price_cents":1}]}"#;
+        for _ in 0..5 {
+            assert_eq!(post_json(api, "/orders", order).status, 202);
+        }
+        assert_eq!(get(api, "/orders/not-an-id").status, 400);
+        let served = scrape(api_metrics.parse().unwrap(), Duration::from_secs(10))
+            .unwrap()
+            .sum("orderflow_http_requests_total") as u64;
+        assert!(served >= 6, "{served}");
+        let page = wait_for_page(&browser, "the API's requests", |p| {
+            p["api_requests"] == grouped(served).as_str()
+        })
+        .await;
+        assert_eq!(page["api_instances"], "1", "{page:#}");
+        assert_eq!(page["published"], published(305).as_str(), "{page:#}");
 
         let png = browser.screenshot().await.unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -258,4 +293,5 @@ fn the_dashboard_shows_a_demo_run_in_a_real_browser() {
         browser.close().await.unwrap();
     });
     assert!(signal(dashboard, "TERM").status.success());
+    assert!(signal(api_service, "TERM").status.success());
 }

@@ -21,11 +21,25 @@ fn demo_runs_end_to_end_with_identical_replay_and_drained_lag() {
         &unique("demo-inv"),
         "--analytics-group",
         &unique("demo-ana"),
+        "--api-group",
+        &unique("demo-api"),
         "--out",
         out.path().to_str().unwrap(),
         "--no-local-kafka",
     ]);
     assert!(stdout.contains("replay identical"), "{stdout}");
+    // The API's part: a retry under its key is the same order, an order
+    // for more than the stock is rejected, the others are decided.
+    assert!(stdout.contains("202, the same order"), "{stdout}");
+    let decided: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("GET /orders/"))
+        .map(|l| l.rsplit("→ ").next().unwrap())
+        .collect();
+    assert_eq!(decided.len(), 3, "{stdout}");
+    assert!(decided.iter().all(|s| *s != "pending"), "{stdout}");
+    assert!(decided[2].starts_with("rejected"), "{stdout}");
+    assert!(stdout.contains("GET /stock/SKU-0001"), "{stdout}");
 
     let run1 = std::fs::read(out.path().join("run1.json")).unwrap();
     let run2 = std::fs::read(out.path().join("run2.json")).unwrap();

@@ -1,14 +1,15 @@
 //! Exactly-once through crashes: services SIGKILLed mid-run lose nothing,
-//! duplicate nothing, and decide and report exactly as uninterrupted runs do.
+//! duplicate nothing, keep every SKU's one stock whole, and report exactly
+//! as uninterrupted runs do.
 //! Kafka's console consumer in read_committed mode is the judge; in
 //! read_uncommitted mode it shows the aborted writes the crashes left.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::common::{
-    committed_total, json, orderflow_ok, read_all, read_topic, signal, spawn_service, wait_until,
-    Names,
+    committed_total, heavy, json, orderflow_ok, read_all, read_topic, signal, spawn_service,
+    units_reserved, wait_until, Names,
 };
 
 const ORDERS: usize = 100_000;
@@ -47,6 +48,7 @@ fn decisions(lines: &[String]) -> HashMap<String, String> {
 
 #[test]
 fn inventory_killed_three_times_answers_every_order_exactly_once() {
+    let _turn = heavy();
     let names = Names::new("eos-inv");
     names.create_topics();
     // Orders keep arriving while inventory is killed and restarted.
@@ -75,7 +77,14 @@ fn inventory_killed_three_times_answers_every_order_exactly_once() {
     );
     let mut last = inventory_args(&names, &names.inventory_group, &names.inventory);
     last.push("--exit-at-end");
-    orderflow_ok(&last);
+    // The rest of 100,000 orders through three stages, in a debug build:
+    // over the 240 s any one command gets, once, on a loaded machine.
+    let finished = spawn_service(&last).wait(Duration::from_secs(600));
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
 
     // read_committed: every order answered exactly once.
     let orders = read_topic(&names.orders, ORDERS);
@@ -88,54 +97,41 @@ fn inventory_killed_three_times_answers_every_order_exactly_once() {
         .collect();
     assert_eq!(decided.keys().cloned().collect::<HashSet<_>>(), order_ids);
 
-    // read_uncommitted: the crashes did leave aborted writes behind.
-    let everything = read_all(&names.inventory, "read_uncommitted", &[]);
+    // read_uncommitted: the crashes did leave aborted writes behind, in the
+    // decisions or in the stages' own topics (a kill may find the deciding
+    // stage between two batches, never all three stages).
+    let [stock_topic, orders_topic] = [
+        orderflow::services::inventory::stock_topic(&names.inventory_group),
+        orderflow::services::inventory::orders_topic(&names.inventory_group),
+    ];
+    let aborted: Vec<(String, usize, usize)> = [names.inventory.clone(), stock_topic, orders_topic]
+        .into_iter()
+        .map(|topic| {
+            let all = read_all(&topic, "read_uncommitted", &[]).len();
+            let committed = read_all(&topic, "read_committed", &[]).len();
+            (topic, all, committed)
+        })
+        .collect();
     assert!(
-        everything.len() > ORDERS,
-        "aborted writes are visible: {}",
-        everything.len()
+        aborted.iter().any(|(_, all, committed)| all > committed),
+        "aborted writes are visible (topic, read_uncommitted, read_committed): {aborted:?}"
     );
 
-    // Decisions equal an uninterrupted run's over the same orders.
-    let reference_group = crate::common::unique("eos-inv-ref");
-    let reference_topic = crate::common::unique("eos-inv-ref-out");
-    orderflow_ok(&[
-        "topics",
-        "--orders-topic",
-        &names.orders,
-        "--inventory-topic",
-        &reference_topic,
-    ]);
-    let mut reference = inventory_args(&names, &reference_group, &reference_topic);
-    reference.push("--exit-at-end");
-    orderflow_ok(&reference);
-    let uninterrupted = decisions(&read_topic(&reference_topic, ORDERS));
-    assert_eq!(decided, uninterrupted);
+    // One stock per SKU: the units Reserved orders hold never exceed it
+    // (stock never below zero), and with demand far above it, it is used
+    // up (what rejected orders' other lines took went back and was used).
+    // Decisions are a function of the stock topic's log, which the crashes
+    // may interleave differently from an uninterrupted run: these hold
+    // whatever the interleaving.
     assert!(
         decided.values().any(|s| s == "Rejected"),
         "some orders ran out of stock"
     );
-
-    // Stock never below zero: per order partition (a stock shard) and SKU,
-    // the units reserved never exceed the shard's share of 6,000.
-    let mut taken: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for line in &orders {
-        let mut cols = line.splitn(3, '\t');
-        let (partition, key, value) = (
-            cols.next().unwrap(),
-            cols.next().unwrap(),
-            cols.next().unwrap(),
-        );
-        if decided[key] != "Reserved" {
-            continue;
-        }
-        for item in json(value.as_bytes())["items"].as_array().unwrap() {
-            let sku = item["sku"].as_str().unwrap().to_owned();
-            *taken.entry((partition.to_owned(), sku)).or_default() +=
-                item["quantity"].as_u64().unwrap();
-        }
+    let taken = units_reserved(&orders, |id| decided[id] == "Reserved");
+    assert_eq!(taken.len(), 50, "every SKU of the catalog");
+    for (sku, &units) in &taken {
+        assert!((5_400..=6_000).contains(&units), "{sku}: {units} of 6000");
     }
-    assert!(taken.values().all(|&units| units <= 2_000), "{taken:?}");
 }
 
 #[test]

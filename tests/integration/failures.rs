@@ -129,8 +129,10 @@ fn outputs_too_large_for_their_topic_set_their_orders_aside_and_the_rest_is_deci
             .collect::<BTreeSet<_>>(),
         reserved
     );
-    // What does not fit is dead-lettered, each order once, with the reason.
-    let dead = dead_letters(&format!("{}.DLQ", names.orders));
+    // What does not fit is dead-lettered, each order once, with the reason:
+    // by the stage that decides, so its input (the answer that completed
+    // the order, keyed by order id) is the dead letter.
+    let dead = dead_letters(&format!("{group}-orders-repartition.DLQ"));
     let dead_ids: BTreeSet<&str> = dead.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(dead.len(), rejected.len());
     assert_eq!(dead_ids, rejected);
@@ -160,13 +162,12 @@ fn a_limit_lowered_while_running_is_met_with_kafkas_own_refusal_and_the_orders_s
     let mut args = names.inventory_args();
     args.extend(["--initial-stock", "0"]);
     let service = names.cluster.spawn_service(&args);
-    wait_until("inventory holds every partition", || {
-        names
-            .cluster
-            .member_partitions(&names.inventory_group)
+    // The deciding stage reads the limits when it starts.
+    let deciding = format!("{}-orders", names.inventory_group);
+    wait_until("inventory's stages hold every partition", || {
+        [&names.inventory_group, &deciding]
             .iter()
-            .sum::<usize>()
-            == 3
+            .all(|group| names.cluster.member_partitions(group).iter().sum::<usize>() == 3)
     });
     // Lowered after inventory read the limits: only the broker knows.
     kafka_tool(
@@ -195,13 +196,13 @@ fn a_limit_lowered_while_running_is_met_with_kafkas_own_refusal_and_the_orders_s
         .contains("max.message.bytes=300")
     });
     names.produce(500, 32);
-    wait_until("inventory has committed every order", || {
-        names.cluster.caught_up(&names.inventory_group)
+    wait_until("inventory has decided every order", || {
+        names.cluster.caught_up(&names.inventory_group) && names.cluster.caught_up(&deciding)
     });
     let output = signal(service, "TERM");
     assert!(output.status.success());
 
-    let dead = dead_letters(&format!("{}.DLQ", names.orders));
+    let dead = dead_letters(&format!("{deciding}-repartition.DLQ"));
     let decided = decisions(&names.inventory);
     let ids: BTreeSet<&str> = dead
         .iter()
@@ -241,15 +242,16 @@ fn a_deleted_output_topic_ends_the_service_with_an_error_naming_it() {
                 });
                 kafka_tool("kafka-topics", &["--delete", "--topic", &names.inventory]);
                 // Not a timing assertion: a guard against a service that
-                // never ends (the promise is an end within a minute).
-                let output = service.wait(Duration::from_secs(120));
+                // never ends (about a minute on a quiet machine, more on a
+                // loaded one: several redos time out first).
+                let output = service.wait(Duration::from_secs(300));
                 drop(producer);
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 assert_eq!(output.status.code(), Some(1), "{guarantee}: {stderr}");
                 let last = stderr.lines().last().unwrap_or_default();
                 assert!(
                     last.starts_with(&format!("error: topic {} cannot be used", names.inventory)),
-                    "{guarantee}: {last}"
+                    "{guarantee}: {stderr}"
                 );
             })
         })
@@ -262,11 +264,13 @@ fn a_deleted_output_topic_ends_the_service_with_an_error_naming_it() {
 #[test]
 fn a_batch_job_that_cannot_set_aside_what_it_cannot_write_never_exits_0() {
     let names = Names::new("no-way-out");
-    // Decisions do not fit their topic, and the orders do not fit the DLQ:
-    // nothing can be processed and nothing can be set aside.
+    // Decisions do not fit their topic, and what would be set aside (the
+    // answer that completes an order) does not fit the deciding stage's
+    // DLQ: no order can be decided and none can be set aside.
+    let dlq = format!("{}-orders-repartition.DLQ", names.inventory_group);
     create_topic(&names.orders, &[]);
     create_topic(&names.inventory, &["max.message.bytes=200"]);
-    create_topic(&format!("{}.DLQ", names.orders), &["max.message.bytes=200"]);
+    create_topic(&dlq, &["max.message.bytes=200"]);
     names.produce(100, 34);
     let mut args = names.inventory_args();
     args.push("--exit-at-end");
@@ -284,15 +288,14 @@ fn a_batch_job_that_cannot_set_aside_what_it_cannot_write_never_exits_0() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("error: topic {}.DLQ cannot be used", names.orders)),
+        stderr.contains(&format!("error: topic {dlq} cannot be used")),
         "{stderr}"
     );
     assert!(String::from_utf8_lossy(&output.stdout).is_empty());
-    assert_eq!(
-        committed_total(&names.inventory_group),
-        0,
-        "nothing committed"
-    );
+    // The deciding stage may have committed orders placed with it (they
+    // need no output), never the answers that would decide them.
+    let deciding = format!("{}-orders", names.inventory_group);
+    assert!(!Cluster::shared().caught_up(&deciding));
     assert!(read_all(&names.inventory, "read_committed", &[]).is_empty());
 }
 

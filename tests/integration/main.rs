@@ -4,6 +4,7 @@
 
 mod common;
 
+mod api;
 mod bench;
 mod cli;
 mod dashboard;
@@ -11,12 +12,14 @@ mod dead_letters;
 mod demo;
 mod exactly_once;
 mod failures;
+mod hold_back;
 mod lag;
 mod metrics;
 mod pipeline;
 mod replay;
 mod resilience;
 mod security;
+mod stock;
 mod transactions;
 mod watermarks;
 mod windows;

@@ -1,19 +1,13 @@
 //! Prometheus metrics on `--metrics-addr`: what each service serves agrees
 //! with what Kafka's own console consumer reads back from the topics.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use orderflow::metrics::scrape::{scrape, Samples};
 
+use crate::common::http::free_addr;
 use crate::common::{kafka_tool_with_input, read_all, signal, wait_until, Names};
-
-/// A loopback address with a free port.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-}
 
 /// The service's metrics now; empty while it does not answer yet.
 fn samples(addr: SocketAddr) -> Samples {

@@ -149,9 +149,10 @@ fn inventory_runs_until_sigterm_then_commits_and_exits_zero() {
     ]);
     // Published while the service runs: it keeps consuming, it is no batch job.
     names.produce(500, 9);
-    // Offsets are committed only after the outputs are acknowledged.
-    wait_until("inventory has committed all 500", || {
-        committed_total(&names.inventory_group) == 500
+    // Offsets are committed only after the outputs are acknowledged: once
+    // every stage has committed all it was given, every order is decided.
+    wait_until("inventory has decided all 500", || {
+        committed_total(&names.inventory_group) == 500 && names.drained(false)
     });
     let output = signal(service, "TERM");
     assert!(

@@ -4,25 +4,57 @@
 //! (three rounds: one clean, two SIGKILLed), and separately the inventory
 //! instances are SIGKILLed and restarted three times each. Kafka's console
 //! consumer in read_committed mode then finds every order answered exactly
-//! once, with the decisions an undisturbed run makes over the same orders.
+//! once, and every SKU's one stock kept whole.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::common::{own_brokers, signal, unique, wait_until, LocalKafka, Names, Service};
+use crate::common::{own_brokers, signal, units_reserved, wait_until, LocalKafka, Names, Service};
 
 /// Two instances, as the system test runs a copier per input partition.
 const INSTANCES: [&str; 2] = ["a", "b"];
+/// Units of each SKU: little, so that the orders want far more (15,000
+/// orders, the fewest a test waits for, ask about 2,250 units of each of
+/// the 50 SKUs) and out-of-stock decisions are in the comparison; not so
+/// little that the units given back by the last rejected orders, with no
+/// order after them to take them, are a tenth of it (at 300 a run left 32
+/// unused). At 3,000 a CI run's instance-kill test used only 2,216 of a
+/// SKU: its orders wanted little more than that.
+const STOCK: u64 = 1_000;
 
 fn inventory(names: &Names, instance: &str) -> Service {
     let mut args = names.inventory_args();
-    // Little stock, so that out-of-stock decisions are in the comparison.
-    args.extend(["--instance-id", instance, "--initial-stock", "3000"]);
+    let stock = STOCK.to_string();
+    args.extend(["--instance-id", instance, "--initial-stock", &stock]);
+    // A cluster just started on a busy machine may take longer than the
+    // default 10 s to answer a first metadata request (it once did, and
+    // both instances ended at start as if the cluster were unreachable).
+    args.extend(["--timeout", "30"]);
     names.cluster.spawn_service(&args)
 }
 
-/// Orders at 1,000/s until stopped: they flow through every disruption.
+/// Orders at 100/s until stopped: they flow through every disruption.
+/// Fewer than inventory decides on three replicas on a busy 2-core machine
+/// (under 200/s while its brokers restart), so that the backlog stays
+/// small: at 1,000/s a CI run left a million orders behind after its
+/// restarts, more than the test could wait for. A delivery may take five minutes rather than the
+/// producer's one: this producer is the test's load, not what it judges,
+/// and on a loaded machine a partition once took over a minute to take
+/// writes again while its nodes restarted in turn (the producer then
+/// ended, and the test with it).
 fn start_orders(names: &Names) -> Service {
-    names.spawn_producer(10_000_000, 71, 1_000)
+    names.cluster.spawn_service(&[
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        "10000000",
+        "--seed",
+        "71",
+        "--rate",
+        "100",
+        "-X",
+        "message.timeout.ms=300000",
+    ])
 }
 
 /// Waits until inventory has committed `more` orders past what it had.
@@ -57,9 +89,7 @@ fn finish_and_check(names: &Names, producer: Service, services: Vec<Service>) {
         String::from_utf8_lossy(&produced.stderr)
     );
     let cluster = &names.cluster;
-    wait_until("inventory has caught up", || {
-        cluster.caught_up(&names.inventory_group)
-    });
+    names.wait_drained(false);
     for service in services {
         let output = signal(service, "TERM");
         assert!(
@@ -74,7 +104,7 @@ fn finish_and_check(names: &Names, producer: Service, services: Vec<Service>) {
         .map(|l| l.split('\t').nth(1).unwrap())
         .collect();
     assert_eq!(ordered.len(), orders.len(), "each order published once");
-    assert!(orders.len() > 10_000, "orders flowed: {}", orders.len());
+    assert!(orders.len() > 5_000, "orders flowed: {}", orders.len());
     let answers = cluster.read_topic(&names.inventory, orders.len());
     let decided = decisions(&answers);
     assert_eq!(decided.len(), orders.len(), "no order answered twice");
@@ -83,19 +113,18 @@ fn finish_and_check(names: &Names, producer: Service, services: Vec<Service>) {
         .map(String::as_str)
         .eq(ordered.iter().copied()));
 
-    // The undisturbed run: the same orders, a group and topic of its own.
-    let reference = Names {
-        inventory: unique("bounce-reference"),
-        inventory_group: unique("bounce-reference-g"),
-        ..names.clone()
-    };
-    reference.create_topics();
-    let mut args = reference.inventory_args();
-    args.extend(["--initial-stock", "3000", "--exit-at-end"]);
-    cluster.orderflow_ok(&args);
-    let undisturbed = decisions(&cluster.read_topic(&reference.inventory, orders.len()));
-    assert_eq!(decided, undisturbed);
+    // One stock per SKU, kept whole: the Reserved orders hold no more, and
+    // with demand far above it, at least nine tenths is used.
+    // (Decisions are a function of the stock topic's log, which bounces may
+    // interleave differently from an undisturbed run.)
     assert!(decided.values().any(|s| s == "Rejected"));
+    let taken = units_reserved(&orders, |id| decided[id] == "Reserved");
+    for (sku, &units) in &taken {
+        assert!(
+            (STOCK * 9 / 10..=STOCK).contains(&units),
+            "{sku}: {units} of {STOCK}"
+        );
+    }
 }
 
 /// Whether every partition of the cluster has all its replicas in sync.
@@ -154,5 +183,8 @@ fn inventory_instances_killed_three_times_each_lose_and_duplicate_no_order() {
         }
     }
     progress(&names, 1_000);
+    wait_until("15,000 orders taken in", || {
+        names.cluster.committed_total(&names.inventory_group) > 15_000
+    });
     finish_and_check(&names, producer, services);
 }

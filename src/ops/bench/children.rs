@@ -18,8 +18,9 @@ use crate::metrics::scrape::scrape;
 use crate::services::stats::RunStats;
 
 /// How long a service may take to finish after SIGTERM (it commits what is
-/// open) or, with --exit-at-end, after the bench expects it done.
-const STOP_LIMIT: Duration = Duration::from_secs(120);
+/// open); a run to the end of its input gets this and time in proportion
+/// to its events (`run_to_end`).
+pub const STOP_LIMIT: Duration = Duration::from_secs(120);
 
 /// A running service.
 pub struct Service {
@@ -116,8 +117,13 @@ impl Service {
     }
 
     /// Waits for it to exit on its own and reads its stats.
-    pub async fn finish(mut self) -> Result<RunStats> {
-        let status = match tokio::time::timeout(STOP_LIMIT, self.child.wait()).await {
+    pub async fn finish(self) -> Result<RunStats> {
+        self.finish_within(STOP_LIMIT).await
+    }
+
+    /// Waits up to `limit` for it to exit on its own and reads its stats.
+    pub async fn finish_within(mut self, limit: Duration) -> Result<RunStats> {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status.map_err(|cause| Error::Io {
                 action: "waiting for",
                 path: self.log.clone(),

@@ -2,7 +2,9 @@
 //! kafka-consumer-perf-test, run through `scripts/kafka` (the same jars as the
 //! broker), and the figures read from what they print. They measure the raw
 //! limit of the broker on this machine, against which orderflow is judged.
+//! kafka-log-dirs tells how many bytes each topic holds on the broker.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -39,13 +41,14 @@ pub struct PerfTools {
 impl PerfTools {
     /// Publishes `count` records of `record_bytes` to `topic`, at `rate` per
     /// second or as fast as the tool can, with its default producer settings
-    /// (acks=all, idempotent).
+    /// (acks=all, idempotent) and `props` beside them.
     pub async fn producer_perf_test(
         &self,
         topic: &str,
         count: u64,
         record_bytes: usize,
         rate: Option<f64>,
+        props: &[&str],
     ) -> Result<ProducerPerf> {
         let mut args = vec![
             "--topic".to_owned(),
@@ -59,6 +62,7 @@ impl PerfTools {
             "--producer-props".into(),
             format!("bootstrap.servers={}", self.brokers),
         ];
+        args.extend(props.iter().map(|&p| p.to_owned()));
         self.with_config("--producer.config", &mut args);
         let output = run_tool(&self.script, "kafka-producer-perf-test", &args).await?;
         parse_producer_perf(&output).ok_or_else(|| unreadable("kafka-producer-perf-test", &output))
@@ -80,6 +84,21 @@ impl PerfTools {
         self.with_config("--consumer.config", &mut args);
         let output = run_tool(&self.script, "kafka-consumer-perf-test", &args).await?;
         parse_consumer_perf(&output).ok_or_else(|| unreadable("kafka-consumer-perf-test", &output))
+    }
+
+    /// The bytes each of `topics` holds in the broker's log directories
+    /// (one replica: a partition on several brokers counts once).
+    pub async fn topic_bytes(&self, topics: &[String]) -> Result<BTreeMap<String, u64>> {
+        let mut args = vec![
+            "--bootstrap-server".to_owned(),
+            self.brokers.clone(),
+            "--describe".into(),
+            "--topic-list".into(),
+            topics.join(","),
+        ];
+        self.with_config("--command-config", &mut args);
+        let output = run_tool(&self.script, "kafka-log-dirs", &args).await?;
+        parse_log_dirs(&output).ok_or_else(|| unreadable("kafka-log-dirs", &output))
     }
 
     fn with_config(&self, flag: &str, args: &mut Vec<String>) {
@@ -153,6 +172,49 @@ pub fn parse_producer_perf(output: &str) -> Option<ProducerPerf> {
     })
 }
 
+/// kafka-log-dirs' JSON line: brokers → log dirs → partitions ("topic-N")
+/// with their size; summed per topic, each partition once.
+pub fn parse_log_dirs(output: &str) -> Option<BTreeMap<String, u64>> {
+    #[derive(serde::Deserialize)]
+    struct Described {
+        brokers: Vec<Broker>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Broker {
+        log_dirs: Vec<LogDir>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LogDir {
+        partitions: Vec<Partition>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Partition {
+        partition: String,
+        size: u64,
+    }
+    let line = output.lines().find(|l| l.starts_with('{'))?;
+    let described: Described = serde_json::from_str(line).ok()?;
+    let mut per_partition: BTreeMap<String, u64> = BTreeMap::new();
+    for partition in described
+        .brokers
+        .iter()
+        .flat_map(|b| &b.log_dirs)
+        .flat_map(|d| &d.partitions)
+    {
+        let size = per_partition
+            .entry(partition.partition.clone())
+            .or_default();
+        *size = (*size).max(partition.size);
+    }
+    let mut per_topic = BTreeMap::new();
+    for (partition, size) in per_partition {
+        let (topic, _) = partition.rsplit_once('-')?;
+        *per_topic.entry(topic.to_owned()).or_default() += size;
+    }
+    Some(per_topic)
+}
+
 /// A header line naming the columns, then one line of values.
 pub fn parse_consumer_perf(output: &str) -> Option<ConsumerPerf> {
     let mut lines = output.lines().skip_while(|l| !l.starts_with("start.time"));
@@ -193,6 +255,22 @@ mod tests {
             })
         );
         assert_eq!(parse_producer_perf("Exception in thread main"), None);
+    }
+
+    #[test]
+    fn reads_topic_sizes_counting_each_partition_once() {
+        let output = r#"Querying brokers for log directories information
+Received log directory information from brokers 1,2
+{"brokers":[{"broker":1,"logDirs":[{"partitions":[{"partition":"a-b-0","size":100,"offsetLag":0,"isFuture":false},{"partition":"a-b-1","size":50,"offsetLag":0,"isFuture":false}],"error":null,"logDir":"/k/1"}]},{"broker":2,"logDirs":[{"partitions":[{"partition":"a-b-0","size":100,"offsetLag":0,"isFuture":false},{"partition":"c-0","size":7,"offsetLag":0,"isFuture":false}],"error":null,"logDir":"/k/2"}]}],"version":1}
+"#;
+        assert_eq!(
+            parse_log_dirs(output),
+            Some(BTreeMap::from([
+                ("a-b".to_owned(), 150),
+                ("c".to_owned(), 7)
+            ]))
+        );
+        assert_eq!(parse_log_dirs("Exception"), None);
     }
 
     #[test]

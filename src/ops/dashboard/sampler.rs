@@ -1,27 +1,31 @@
 //! The dashboard's Kafka side: every interval, the orders topic's log end,
 //! each group's lag (offsets, lag in time, Burrow status, through
 //! `lag::Monitor`), and the closed windows analytics published to
-//! OrderMetrics since the last sample.
+//! OrderMetrics since the last sample; and the API's requests, from the
+//! metrics of the instances it is told of (`--api-metrics`).
 //!
-//! It reads only what any Kafka user can: topics and committed offsets, never
-//! the services themselves, so it works against any cluster the services run
-//! on. A part that cannot be read (a topic not created yet, a broker down)
+//! Of the pipeline it reads only what any Kafka user can: topics and
+//! committed offsets, never the services themselves, so it works against
+//! any cluster the services run on. (The API's requests are in no topic:
+//! those it scrapes, as Prometheus would.) A part that cannot be read (a topic not created yet, a broker down)
 //! becomes a problem shown on the page, not the end of the dashboard.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::view::{rate, GroupView, Sample, Throughput, WindowTable, WindowsView};
+use super::view::{rate, ApiView, GroupView, Sample, Throughput, WindowTable, WindowsView};
 use crate::config::KafkaSettings;
 use crate::domain::events::WindowClosed;
 use crate::error::{KafkaResultExt, Result};
 use crate::kafka::admin::Admin;
 use crate::kafka::clients;
 use crate::kafka::context::Logged;
+use crate::metrics::scrape::scrape;
 use crate::ops::lag::Monitor;
 
 /// What the dashboard watches.
@@ -31,6 +35,8 @@ pub struct Watched {
     pub metrics_topic: String,
     /// Inventory's group on the orders, analytics' on the decisions.
     pub groups: Vec<WatchedGroup>,
+    /// The metrics addresses of the API's instances.
+    pub api_metrics: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +51,11 @@ pub struct WatchedGroup {
 /// Windows sent to the page for its charts: the last four hours of event
 /// time. (Totals cover every window.)
 const RECENT_WINDOWS: usize = 240;
+/// The API's request counter (`services/api/measured.rs`).
+const HTTP_REQUESTS: &str = "orderflow_http_requests_total";
+/// An API instance that does not answer within this is a problem of the
+/// sample, not a stalled dashboard.
+const API_SCRAPE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Samples of lag status are judged over, as `lag --window`.
 const STATUS_WINDOW: usize = 3;
 /// Closed-window records read per sample at most, so that a long history
@@ -137,14 +148,50 @@ impl Sampler {
         if let Err(e) = self.read_windows() {
             problems.push(e.to_string());
         }
+        let api = self.api_requests(time, &mut problems);
         let sample = Sample {
             time,
             orders,
             groups,
+            api,
             problems,
         };
         self.previous = Some(sample.clone());
         (sample, self.windows.view(RECENT_WINDOWS))
+    }
+
+    /// The API's requests, summed over the instances that answered, and
+    /// their rates; None when no instance is watched.
+    fn api_requests(&self, time: i64, problems: &mut Vec<String>) -> Option<ApiView> {
+        if self.watched.api_metrics.is_empty() {
+            return None;
+        }
+        let (mut requests, mut server_errors, mut instances) = (0.0, 0.0, 0);
+        for &addr in &self.watched.api_metrics {
+            match scrape(addr, API_SCRAPE_TIMEOUT) {
+                Ok(samples) => {
+                    instances += 1;
+                    for (series, count) in samples.series(HTTP_REQUESTS) {
+                        requests += count;
+                        if series.contains("status=\"5") {
+                            server_errors += count;
+                        }
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let before = self
+            .previous
+            .as_ref()
+            .and_then(|p| Some((p.time, p.api.as_ref()?)));
+        Some(ApiView::new(
+            instances,
+            requests as i64,
+            server_errors as i64,
+            time,
+            before,
+        ))
     }
 
     /// The sum of a topic's log-end offsets (when no group's lag gave it).

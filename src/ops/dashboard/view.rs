@@ -21,6 +21,8 @@ pub struct Sample {
     pub orders: Throughput,
     /// The inventory and analytics groups.
     pub groups: Vec<GroupView>,
+    /// The API's requests, when its instances are watched.
+    pub api: Option<ApiView>,
     /// What could not be read this time (a topic missing, a broker down).
     pub problems: Vec<String>,
 }
@@ -91,6 +93,39 @@ impl GroupView {
                     status: p.status,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// The API's requests, over the instances that answered the scrape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiView {
+    pub instances: usize,
+    pub requests: i64,
+    pub per_second: Option<f64>,
+    /// Answered 5xx.
+    pub server_errors: i64,
+    pub server_errors_per_second: Option<f64>,
+}
+
+impl ApiView {
+    /// The counts now; `before` is the previous sample's (time, view).
+    pub fn new(
+        instances: usize,
+        requests: i64,
+        server_errors: i64,
+        time: i64,
+        before: Option<(i64, &ApiView)>,
+    ) -> Self {
+        Self {
+            instances,
+            requests,
+            per_second: rate(before.map(|(at, b)| (at, b.requests)), (time, requests)),
+            server_errors,
+            server_errors_per_second: rate(
+                before.map(|(at, b)| (at, b.server_errors)),
+                (time, server_errors),
+            ),
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::domain::events::InventoryChecked;
 use crate::domain::partials::Partial;
 use crate::domain::watermark::Progress;
 use crate::domain::windows::{window_start, WindowCounts, WINDOW_MS};
-use crate::engine::{OutRecord, Poison, Task, Versioned};
+use crate::engine::{Journaled, OutRecord, Poison, Task};
 use crate::metrics::Metrics;
 
 /// Changelog key of a partition's count of dead-lettered events.
@@ -37,14 +37,15 @@ const STREAM_TIME_KEY: &[u8] = b"stream-time";
 /// Changelog key of a partition's count of late events.
 const LATE_KEY: &[u8] = b"late";
 
-/// The committed part of the stage's state.
-#[derive(Debug, Clone, Default)]
+/// One input partition's state.
+#[derive(Debug, Clone, Copy, Default)]
 struct Counted {
-    stream_time: BTreeMap<i32, i64>,
-    malformed: BTreeMap<i32, u64>,
-    late: BTreeMap<i32, u64>,
-    /// Partitions reported idle since their last record.
-    idle: BTreeSet<i32>,
+    /// The latest event time seen.
+    stream_time: Option<i64>,
+    malformed: u64,
+    late: u64,
+    /// Reported idle since its last record.
+    idle: bool,
 }
 
 pub struct CountsTask {
@@ -56,7 +57,8 @@ pub struct CountsTask {
     pub grace_ms: i64,
     /// Sleep this long per event: a deliberately slow consumer.
     pub throttle: Duration,
-    state: Versioned<Counted>,
+    /// Per input partition held.
+    state: Journaled<i32, Counted>,
     /// The open batch's shares, per (input partition, window start).
     shares: BTreeMap<(i32, i64), WindowCounts>,
     /// Input partitions whose stream time the open batch moved.
@@ -86,7 +88,7 @@ impl CountsTask {
             idle_timeout,
             grace_ms,
             throttle,
-            state: Versioned::default(),
+            state: Journaled::default(),
             shares: BTreeMap::new(),
             moved: BTreeSet::new(),
             last_record: BTreeMap::new(),
@@ -97,12 +99,19 @@ impl CountsTask {
 
     /// Dead-lettered events of the partitions held, as committed.
     pub fn malformed(&self) -> u64 {
-        self.state.committed().malformed.values().sum()
+        self.committed().map(|c| c.malformed).sum()
     }
 
     /// Late events of the partitions held, as committed.
     pub fn late(&self) -> u64 {
-        self.state.committed().late.values().sum()
+        self.committed().map(|c| c.late).sum()
+    }
+
+    /// The committed state of each partition held.
+    fn committed(&self) -> impl Iterator<Item = &Counted> {
+        self.last_record
+            .keys()
+            .filter_map(|partition| self.state.committed(partition))
     }
 
     /// `partition`'s progress, to every partition of the merge topic.
@@ -112,14 +121,13 @@ impl CountsTask {
             progress,
         }
         .encode();
-        for target in 0..self.merge_partitions {
-            out.push(OutRecord {
-                topic: self.merge_topic.clone(),
-                partition: Some(target),
-                key: partition.to_string().into_bytes(),
-                payload: payload.clone(),
-            });
-        }
+        out.extend(OutRecord::to_every(
+            &self.merge_topic,
+            self.merge_partitions,
+            partition.to_string().as_bytes(),
+            &payload,
+            None,
+        ));
     }
 
     /// The open batch's shares, then the progress of the partitions it
@@ -132,10 +140,11 @@ impl CountsTask {
                 partition: None,
                 key: start.to_string().into_bytes(),
                 payload: Partial::share(partition, start, counts).encode(),
+                timestamp: None,
             });
         }
         for partition in std::mem::take(&mut self.moved) {
-            let Some(&stream_time) = self.state.working().stream_time.get(&partition) else {
+            let Some(stream_time) = self.state.get(&partition).and_then(|c| c.stream_time) else {
                 continue;
             };
             self.progress(partition, Progress::At { stream_time }, out);
@@ -151,12 +160,7 @@ impl CountsTask {
 
 impl Task for CountsTask {
     fn assigned(&mut self, partition: i32) {
-        self.state.both_mut(|s| {
-            s.stream_time.remove(&partition);
-            s.malformed.insert(partition, 0);
-            s.late.insert(partition, 0);
-            s.idle.remove(&partition);
-        });
+        self.state.insert_committed(partition, Counted::default());
         self.last_record
             .insert(partition, chrono::Utc::now().timestamp_millis());
     }
@@ -166,46 +170,43 @@ impl Task for CountsTask {
             tracing::warn!(partition, "ignoring an unreadable counts changelog record");
             return;
         };
-        self.state.both_mut(|s| match key {
-            MALFORMED_KEY => {
-                s.malformed.insert(partition, number.max(0) as u64);
-            }
-            STREAM_TIME_KEY => {
-                s.stream_time.insert(partition, number);
-            }
-            LATE_KEY => {
-                s.late.insert(partition, number.max(0) as u64);
-            }
+        let Some(counted) = self.state.get_mut_committed(&partition) else {
+            return;
+        };
+        match key {
+            MALFORMED_KEY => counted.malformed = number.max(0) as u64,
+            STREAM_TIME_KEY => counted.stream_time = Some(number),
+            LATE_KEY => counted.late = number.max(0) as u64,
             _ => {}
-        });
+        }
     }
 
     fn revoked(&mut self, partition: i32) {
-        self.state.both_mut(|s| {
-            s.stream_time.remove(&partition);
-            s.malformed.remove(&partition);
-            s.late.remove(&partition);
-            s.idle.remove(&partition);
-        });
+        self.state.remove_committed(&partition);
         self.last_record.remove(&partition);
     }
 
     fn process(
         &mut self,
         partition: i32,
+        _timestamp: Option<i64>,
         payload: &[u8],
         out: &mut Vec<OutRecord>,
     ) -> Result<(), Poison> {
         let event = InventoryChecked::decode(payload).map_err(|e| Poison(e.to_string()))?;
         let time = event.event_time.timestamp_millis();
         let start = window_start(event.event_time);
-        let state = self.state.working_mut();
-        state.idle.remove(&partition);
-        let passed = state.stream_time.get(&partition).copied();
-        if passed.is_some_and(|now| start + WINDOW_MS + self.grace_ms <= now) {
-            let late = state.late.entry(partition).or_default();
-            *late += 1;
-            let late = *late;
+        let counted = self
+            .state
+            .get_mut(&partition)
+            .expect("only assigned partitions are processed");
+        counted.idle = false;
+        if counted
+            .stream_time
+            .is_some_and(|now| start + WINDOW_MS + self.grace_ms <= now)
+        {
+            counted.late += 1;
+            let late = counted.late;
             self.batch_late += 1;
             tracing::debug!(partition, order_id = %event.order_id, "late event");
             out.push(OutRecord::state(&self.changelog, partition, LATE_KEY, late));
@@ -213,8 +214,7 @@ impl Task for CountsTask {
             let share = self.shares.entry((partition, start)).or_default();
             share.orders += 1;
             share.failed += u64::from(event.failed());
-            let stream_time = state.stream_time.entry(partition).or_insert(time);
-            *stream_time = (*stream_time).max(time);
+            counted.stream_time = Some(counted.stream_time.map_or(time, |t| t.max(time)));
         }
         self.moved.insert(partition);
         self.last_record
@@ -225,15 +225,12 @@ impl Task for CountsTask {
         Ok(())
     }
 
-    fn dead_lettered(&mut self, partition: i32, out: &mut Vec<OutRecord>) {
-        let count = self
-            .state
-            .working_mut()
-            .malformed
-            .entry(partition)
-            .or_default();
-        *count += 1;
-        let count = *count;
+    fn dead_lettered(&mut self, partition: i32, _payload: &[u8], out: &mut Vec<OutRecord>) {
+        let Some(counted) = self.state.get_mut(&partition) else {
+            return;
+        };
+        counted.malformed += 1;
+        let count = counted.malformed;
         out.push(OutRecord::state(
             &self.changelog,
             partition,
@@ -254,7 +251,7 @@ impl Task for CountsTask {
             .filter(|&(p, &last)| {
                 now_ms - last >= timeout
                     && !self.moved.contains(p)
-                    && !self.state.working().idle.contains(p)
+                    && !self.state.get(p).is_some_and(|c| c.idle)
             })
             .map(|(&p, _)| p)
             .collect();
@@ -264,7 +261,9 @@ impl Task for CountsTask {
                 "no records for the idle timeout: reporting it idle"
             );
             self.progress(partition, Progress::Idle, out);
-            self.state.working_mut().idle.insert(partition);
+            if let Some(counted) = self.state.get_mut(&partition) {
+                counted.idle = true;
+            }
         }
     }
 

@@ -22,7 +22,7 @@ use crate::domain::events::WindowClosed;
 use crate::domain::partials::Partial;
 use crate::domain::watermark::{Source, Watermark};
 use crate::domain::windows::{ClosedWindows, MergedWindows, WindowCounts, Windows};
-use crate::engine::{OutRecord, Poison, Task, Versioned};
+use crate::engine::{Journaled, OutRecord, Poison, Task};
 use crate::metrics::Metrics;
 
 const WINDOW_PREFIX: &str = "w:";
@@ -51,7 +51,9 @@ pub struct MergeTask {
     /// Partitions of the input (inventory) topic: the watermark's sources.
     pub sources: usize,
     pub grace_ms: i64,
-    state: Versioned<BTreeMap<i32, Merged>>,
+    /// Per merge partition: journaled, so that a commit copies only the
+    /// partitions the batch touched.
+    state: Journaled<i32, Merged>,
     /// Closed windows per merge partition, for the report.
     closed: BTreeMap<i32, ClosedWindows>,
     /// What the open batch closed and counted late, for the metrics.
@@ -73,7 +75,7 @@ impl MergeTask {
             metrics_topic,
             sources,
             grace_ms,
-            state: Versioned::default(),
+            state: Journaled::default(),
             closed: BTreeMap::new(),
             batch_closed: 0,
             batch_late: 0,
@@ -86,7 +88,7 @@ impl MergeTask {
     pub fn windows(&self) -> Windows {
         let mut all = Windows::default();
         let mut late = 0;
-        for merged in self.state.committed().values() {
+        for merged in self.closed.keys().filter_map(|p| self.state.committed(p)) {
             for (start, counts) in merged.windows.open() {
                 all.add(start, counts);
             }
@@ -105,7 +107,9 @@ impl MergeTask {
     /// publishes each closed window.
     fn close(&mut self, partition: i32, now_ms: i64, out: &mut Vec<OutRecord>) {
         let grace = self.grace_ms;
-        let Some(merged) = self.state.working_mut().get_mut(&partition) else {
+        // Looked at first, changed only when the watermark moved: a tick
+        // that closes nothing touches no state.
+        let Some(merged) = self.state.get(&partition) else {
             return;
         };
         let Some(watermark) = merged.watermark.current(now_ms) else {
@@ -114,6 +118,7 @@ impl MergeTask {
         if merged.windows.closed_through() >= Some(watermark) {
             return;
         }
+        let merged = self.state.get_mut(&partition).expect("held");
         let closed = merged.windows.advance(watermark, grace);
         out.push(OutRecord::state(
             &self.changelog,
@@ -129,6 +134,7 @@ impl MergeTask {
                 partition: None,
                 key: event.key().into_bytes(),
                 payload: event.encode(),
+                timestamp: None,
             });
         }
         self.batch_closed += closed.len() as u64;
@@ -142,17 +148,13 @@ impl Task for MergeTask {
             windows: MergedWindows::default(),
             watermark: Watermark::new(self.sources),
         };
-        self.state.both_mut(|s| {
-            s.insert(partition, fresh.clone());
-        });
+        self.state.insert_committed(partition, fresh);
         self.closed.insert(partition, ClosedWindows::default());
     }
 
-    /// Restores into the working state only; `restored` makes it the
-    /// committed state too, once the partition's changelog is read.
     fn restore(&mut self, partition: i32, key: &[u8], value: &[u8]) {
         let key = String::from_utf8_lossy(key);
-        let Some(merged) = self.state.working_mut().get_mut(&partition) else {
+        let Some(merged) = self.state.get_mut_committed(&partition) else {
             return;
         };
         // Every window goes to the open ones here, whatever `through` says
@@ -205,11 +207,10 @@ impl Task for MergeTask {
     }
 
     /// The windows the last `through` closed were published before: they
-    /// go to the closed list, not out again. Then the restored state is the
-    /// committed state.
+    /// go to the closed list, not out again.
     fn restored(&mut self, partition: i32) {
         let grace = self.grace_ms;
-        let Some(merged) = self.state.working_mut().get_mut(&partition) else {
+        let Some(merged) = self.state.get_mut_committed(&partition) else {
             return;
         };
         if let Some(through) = merged.windows.closed_through() {
@@ -217,22 +218,17 @@ impl Task for MergeTask {
             closed.extend(merged.windows.advance(through, grace));
             closed.commit();
         }
-        let merged = merged.clone();
-        self.state.both_mut(|s| {
-            s.insert(partition, merged.clone());
-        });
     }
 
     fn revoked(&mut self, partition: i32) {
-        self.state.both_mut(|s| {
-            s.remove(&partition);
-        });
+        self.state.remove_committed(&partition);
         self.closed.remove(&partition);
     }
 
     fn process(
         &mut self,
         partition: i32,
+        _timestamp: Option<i64>,
         payload: &[u8],
         out: &mut Vec<OutRecord>,
     ) -> Result<(), Poison> {
@@ -240,7 +236,6 @@ impl Task for MergeTask {
         let grace = self.grace_ms;
         let merged = self
             .state
-            .working_mut()
             .get_mut(&partition)
             .expect("only assigned partitions are processed");
         match partial {
@@ -298,17 +293,14 @@ impl Task for MergeTask {
     fn tick(&mut self, now_ms: i64, out: &mut Vec<OutRecord>) {
         // Only a watermark that follows the wall clock (every source idle)
         // moves without records.
-        let partitions: Vec<i32> = self.state.working().keys().copied().collect();
+        let partitions: Vec<i32> = self.state.keys().copied().collect();
         for partition in partitions {
             self.close(partition, now_ms, out);
         }
     }
 
     fn may_stop(&self) -> bool {
-        self.state
-            .working()
-            .values()
-            .all(|m| m.watermark.all_finished())
+        self.state.values().all(|m| m.watermark.all_finished())
     }
 
     fn commit(&mut self) {
@@ -352,7 +344,7 @@ mod tests {
 
     fn feed(task: &mut MergeTask, partial: Partial) -> Vec<OutRecord> {
         let mut out = Vec::new();
-        task.process(0, &partial.encode(), &mut out).unwrap();
+        task.process(0, None, &partial.encode(), &mut out).unwrap();
         out
     }
 
@@ -453,7 +445,7 @@ mod tests {
             second.restore(0, key, value);
         }
         second.restored(0);
-        assert_eq!(second.state.committed(), first.state.committed());
+        assert_eq!(second.state.committed(&0), first.state.committed(&0));
         assert_eq!(second.closed[&0].committed(), first.closed[&0].committed());
         assert_eq!(
             second.windows().iter().collect::<Vec<_>>(),

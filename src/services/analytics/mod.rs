@@ -40,9 +40,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::KafkaSettings;
 use crate::domain::report::Report;
 use crate::engine::{self, EngineOptions, EngineStats, Guarantee};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kafka::admin::{Admin, TopicSpec};
 use crate::metrics::Metrics;
+use crate::services::stages;
 use counts::CountsTask;
 use merge::MergeTask;
 
@@ -148,6 +149,7 @@ pub async fn run(
         .await?;
 
     let stage = |group: &str, input: String, output: String, changelog: String| EngineOptions {
+        hold_back: None,
         group: group.to_owned(),
         input_topic: input,
         output_topics: vec![output],
@@ -191,49 +193,31 @@ pub async fn run(
     // One stop for both: either stage failing stops the other.
     let stop = shutdown.child_token();
     let (settings_a, stop_a) = (settings.clone(), stop.clone());
-    let mut counts = Box::pin(crate::threads::run("analytics counts", move || {
+    let counts = crate::threads::run("analytics counts", move || {
         let stats = engine::run(&settings_a, &counts_options, &mut counts_task, &stop_a)?;
         Ok((stats, counts_task))
-    }));
+    });
     let (settings_b, stop_b) = (settings.clone(), stop.clone());
-    let mut merge = Box::pin(crate::threads::run("analytics merge", move || {
+    let merge = crate::threads::run("analytics merge", move || {
         let stats = engine::run(&settings_b, &merge_options, &mut merge_task, &stop_b)?;
         Ok((stats, merge_task))
-    }));
-    let covered = |stats: &EngineStats, topic: &str| -> Result<()> {
-        let missing: Vec<i32> = (0..partitions)
-            .filter(|p| !stats.held.contains(p))
-            .collect();
-        if options.exit_at_end && !missing.is_empty() {
-            return Err(Error::PartialCoverage {
-                topic: topic.to_owned(),
-                missing,
-            });
-        }
-        Ok(())
-    };
-    let (counted, merged) = tokio::select! {
-        counted = &mut counts => {
-            // A batch run that could not take every partition fails now,
-            // rather than wait for partitions someone else holds.
-            let failed = match &counted {
-                Ok((stats, _)) => covered(stats, &options.inventory_topic).is_err(),
-                Err(_) => true,
-            };
-            if failed {
-                stop.cancel();
-            }
-            (counted, merge.await)
-        }
-        merged = &mut merge => {
-            stop.cancel();
-            (counts.await, merged)
-        }
-    };
-    let (stats, counts_task) = counted?;
-    covered(&stats, &options.inventory_topic)?;
-    let (merge_stats, merge_task) = merged?;
-    covered(&merge_stats, &merge_topic(group))?;
+    });
+    let ((stats, counts_task), (merge_stats, merge_task)) =
+        stages::side_by_side(&stop, counts, merge, |stats| {
+            stages::covered(
+                stats,
+                &options.inventory_topic,
+                partitions,
+                options.exit_at_end,
+            )
+        })
+        .await?;
+    stages::covered(
+        &merge_stats,
+        &merge_topic(group),
+        partitions,
+        options.exit_at_end,
+    )?;
     let mut windows = merge_task.windows();
     windows.set_late(windows.late() + counts_task.late());
     Ok(AnalyticsOutcome {

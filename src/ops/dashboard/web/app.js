@@ -35,6 +35,14 @@ function renderCards(sample) {
     setText("#failed-orders", integer(windows.failed_orders));
     setText("#orders-per-minute", windows.total_orders ? windows.orders_per_minute.toFixed(1) : "–");
   }
+  const api = sample.api;
+  $("#api-card").hidden = !api;
+  if (api) {
+    setText("#api-rate", perSecond(api.per_second));
+    setText("#api-requests", integer(api.requests));
+    setText("#api-errors", perSecond(api.server_errors_per_second));
+    setText("#api-instances", integer(api.instances));
+  }
   setText("#last-update", `updated ${new Date(sample.time).toLocaleTimeString("en-GB")}`);
   const problems = $("#problems");
   problems.hidden = sample.problems.length === 0;
@@ -154,6 +162,10 @@ function renderTimeCharts() {
       return g ? g.committed.per_second : null;
     }));
   });
+  if (latest.api) {
+    throughputSeries.push(line("API requests", latest.groups.length + 1));
+    throughputData.push(samples.map((s) => (s.api ? s.api.per_second : null)));
+  }
   draw("throughput", throughputSeries, throughputData, { y: { range: (u, min, max) => [0, Math.max(max * 1.1, 10)] } });
 }
 
