@@ -94,7 +94,10 @@ async fn api(
     stop: &CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     serve_metrics(&run.options.metrics, &run.reporting).await?;
-    api::run(settings, &run.options, stop).await?;
+    let summary = api::run(settings, &run.options, stop).await?;
+    if let Some(path) = &run.reporting.stats_file {
+        RunStats::new("api", summary.placed, summary.served, None).write(path)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

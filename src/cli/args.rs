@@ -429,6 +429,10 @@ pub struct ApiArgs {
     /// The most memory the views' page cache takes, in MiB
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub views_cache_mb: usize,
+    /// Write the run's statistics (orders placed, peak memory) as JSON to
+    /// this file on exit
+    #[arg(long, value_name = "PATH")]
+    pub stats_file: Option<PathBuf>,
     #[command(flatten)]
     pub metrics: MetricsAddr,
 }
@@ -450,6 +454,15 @@ pub struct BenchArgs {
     pub memory_count: u64,
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
+    /// Orders per second posted to the API in its latency run
+    #[arg(long, default_value_t = 500.0)]
+    pub api_rate: f64,
+    /// Orders posted to the API in its latency run
+    #[arg(long, default_value_t = 10_000)]
+    pub api_count: u64,
+    /// How long wrk posts orders to the API, in seconds
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub api_seconds: u64,
     /// The services' commit interval (a transaction per interval)
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub commit_interval_ms: u64,

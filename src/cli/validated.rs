@@ -446,6 +446,14 @@ fn bench(args: BenchArgs) -> Result<BenchRun> {
     if !(args.rate > 0.0 && args.rate.is_finite()) || args.count == 0 {
         return Err(Error::Config("--rate and --count must be positive".into()));
     }
+    if !(args.api_rate > 0.0 && args.api_rate.is_finite())
+        || args.api_count == 0
+        || args.api_seconds == 0
+    {
+        return Err(Error::Config(
+            "--api-rate, --api-count and --api-seconds must be positive".into(),
+        ));
+    }
     if args.topic_prefix.trim().is_empty() {
         return Err(Error::Config("--topic-prefix must not be empty".into()));
     }
@@ -456,6 +464,9 @@ fn bench(args: BenchArgs) -> Result<BenchRun> {
             latency_count: args.latency_count,
             memory_count: args.memory_count,
             partitions: args.partitions,
+            api_rate: args.api_rate,
+            api_count: args.api_count,
+            api_duration: Duration::from_secs(args.api_seconds),
             commit_interval: Duration::from_millis(args.commit_interval_ms.max(1)),
             out: (args.out.as_os_str() != "-").then(|| args.out.clone()),
             work_dir: args.work_dir,
@@ -492,7 +503,7 @@ fn api(args: ApiArgs) -> ApiRun {
         },
         reporting: Reporting {
             metrics_addr: args.metrics.metrics_addr,
-            stats_file: None,
+            stats_file: args.stats_file,
         },
     }
 }

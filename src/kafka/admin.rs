@@ -7,9 +7,9 @@
 //! the configured timeout; they are used by short operator commands, never on
 //! a service's hot path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
@@ -265,31 +265,54 @@ impl Admin {
                 )
             })
             .collect();
-        // A loaded controller may answer after the request's timeout: ask
-        // again (a topic the first request made comes back as existing),
-        // for a bounded number of times.
+        // Two refusals pass: a loaded controller may answer after the
+        // request's timeout (asked again a bounded number of times: a topic
+        // the first request made comes back as existing), and a cluster whose
+        // brokers are all fenced for a moment (a broker that missed its
+        // heartbeats) refuses every topic with InvalidReplicationFactor,
+        // asked again until the timeout. That code also means a replication
+        // factor the cluster can never meet: reported after the timeout.
+        let deadline = Instant::now() + self.settings.timeout;
+        let mut created = BTreeSet::new();
         let mut attempt = 1;
-        let results = loop {
-            match self.client.create_topics(new.iter(), &self.options()).await {
-                Ok(results) => break results,
+        let outcome = loop {
+            let results = match self.client.create_topics(new.iter(), &self.options()).await {
+                Ok(results) => results,
                 Err(error) if is_timeout(&error) && attempt < CREATE_ATTEMPTS => {
                     tracing::warn!(%error, attempt, "creating topics: asking again");
                     attempt += 1;
+                    continue;
                 }
                 Err(error) => return Err(error).while_("creating topics"),
+            };
+            let mut unplaced = false;
+            let outcome: Vec<_> = results
+                .into_iter()
+                .map(|result| match result {
+                    Ok(name) => {
+                        created.insert(name.clone());
+                        Ok((name, true))
+                    }
+                    Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        let now = created.contains(&name);
+                        Ok((name, now))
+                    }
+                    Err((name, code)) => {
+                        unplaced |= code == RDKafkaErrorCode::InvalidReplicationFactor;
+                        Err(Error::Kafka {
+                            action: format!("creating topic {name}"),
+                            cause: KafkaError::AdminOp(code),
+                        })
+                    }
+                })
+                .collect();
+            if unplaced && Instant::now() < deadline {
+                tracing::warn!("creating topics: no broker to place them on yet, asking again");
+                tokio::time::sleep(ASK_AGAIN * 5).await;
+                continue;
             }
+            break outcome.into_iter().collect::<Result<Vec<_>>>()?;
         };
-        let outcome = results
-            .into_iter()
-            .map(|result| match result {
-                Ok(name) => Ok((name, true)),
-                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => Ok((name, false)),
-                Err((name, code)) => Err(Error::Kafka {
-                    action: format!("creating topic {name}"),
-                    cause: KafkaError::AdminOp(code),
-                }),
-            })
-            .collect::<Result<Vec<_>>>()?;
         // The controller has the topics now; the brokers' metadata follows a
         // moment later. Wait for it, so that whoever runs next finds them.
         let missing = || -> Result<Vec<String>> {

@@ -13,9 +13,10 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunStats {
-    /// produce, inventory or analytics.
+    /// produce, inventory, analytics or api.
     pub service: String,
-    /// Events published (produce) or consumed (the others), committed.
+    /// Events published (produce), orders placed (api) or events consumed
+    /// (the others), committed.
     pub events: u64,
     /// Time spent working: from the first event to the last acknowledgement
     /// or commit.

@@ -18,6 +18,12 @@ fn bench_runs_every_stage_and_writes_its_table() {
         "2000",
         "--rate",
         "2000",
+        "--api-rate",
+        "200",
+        "--api-count",
+        "300",
+        "--api-seconds",
+        "2",
         "--topic-prefix",
         &prefix,
         "--out",
@@ -32,6 +38,11 @@ fn bench_runs_every_stage_and_writes_its_table() {
         "--no-local-kafka",
     ]);
     let table = std::fs::read_to_string(&out).unwrap();
+    // The services' own stats files, one per stage and service.
+    let stats = |stage: &str, service: &str| -> serde_json::Value {
+        let path = work.join(format!("{prefix}.{stage}.{service}.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
     assert!(
         stdout.contains(&table),
         "the table is printed too:\n{stdout}"
@@ -107,17 +118,57 @@ fn bench_runs_every_stage_and_writes_its_table() {
     }
     assert!(table.contains("## Targets"), "{table}");
 
-    // The services' own stats files, one per stage and service.
-    let stats = |stage: &str| -> serde_json::Value {
-        let path = work.join(format!("{prefix}.{stage}.analytics.json"));
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-    };
-    let memory = stats("memory");
+    // The API: every order of the fixed-rate run accepted and decided, and
+    // a decision never seen before its 202.
+    let accepted = row(&table, "orderflow api, POST /orders to 202");
+    let decided = row(&table, "orderflow api, POST /orders to the decision in GET");
+    for cells in [&accepted, &decided] {
+        assert_eq!(
+            (cells[2].as_str(), cells[3].as_str()),
+            ("300", "300"),
+            "{cells:?}"
+        );
+        let (p50, p99, max) = (number(&cells[4]), number(&cells[5]), number(&cells[7]));
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{cells:?}");
+    }
+    for column in 4..8 {
+        assert!(
+            number(&decided[column]) >= number(&accepted[column]),
+            "{accepted:?} {decided:?}"
+        );
+    }
+    // wrk's run: orders answered 202, and the API's own count of what it
+    // placed (which the bench checked against OrderEvents) holds them and
+    // the fixed-rate run's.
+    let wrk = row(&table, "orderflow api, POST /orders (wrk, 50 connections)");
+    let under_wrk = number(&wrk[1]) as u64;
+    assert!(under_wrk > 0 && number(&wrk[2]) > 0.0, "{wrk:?}");
+    assert!(wrk[5].starts_with("api "), "{wrk:?}");
+    let api = stats("api", "api");
+    let placed = api["events"].as_u64().unwrap();
+    assert!(
+        (300 + under_wrk..=300 + under_wrk + 50).contains(&placed),
+        "{api} against {wrk:?}"
+    );
+    // The API over full topics, until ready: every order read.
+    for (name, events) in [
+        ("orderflow api, views caught up", "3,000"),
+        (
+            "orderflow api, views caught up after 10,000 events",
+            "10,000",
+        ),
+    ] {
+        let cells = row(&table, name);
+        assert_eq!(cells[1], events, "{cells:?}");
+        assert!(cells[5].starts_with("api "), "{cells:?}");
+    }
+
+    let memory = stats("memory", "analytics");
     assert_eq!(memory["events"], 10_000);
     assert!(memory["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
     // Every order was published after the services had taken over their
     // partitions: each has a latency.
-    let latency = stats("latency-exactly-once");
+    let latency = stats("latency-exactly-once", "analytics");
     assert_eq!(latency["events"], 2_000);
     assert_eq!(latency["latency"]["samples"], 2_000, "{latency}");
 

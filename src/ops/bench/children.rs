@@ -179,7 +179,7 @@ pub fn taken_over(addr: SocketAddr, inputs: usize, partitions: i64) -> bool {
 /// A loopback address with a port free now, for a service's metrics. (Another
 /// process could take it before the service binds it; the service would then
 /// fail to start, which the bench reports.)
-fn free_port() -> Result<SocketAddr> {
+pub fn free_port() -> Result<SocketAddr> {
     let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     TcpListener::bind(any)
         .and_then(|listener| listener.local_addr())

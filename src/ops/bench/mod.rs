@@ -16,18 +16,29 @@
 //! 4. the pipeline end to end: the producer publishing `count` orders at full
 //!    speed, timed until analytics has committed the last decision, and the
 //!    bytes each of its topics (internal ones included) holds per order;
-//! 5. inventory's and analytics' peak memory after 10,000 events (and
-//!    `--memory-count`): their state must not grow with the orders seen.
+//! 5. the HTTP API in front of inventory: orders posted at a fixed rate
+//!    (`api_load`), each followed with the long poll, for the latency from
+//!    POST to the 202 and to the decision seen in GET; then wrk posting as
+//!    fast as the API accepts (`wrk`), for orders accepted per second;
+//! 6. inventory's and analytics' peak memory after 10,000 events (and
+//!    `--memory-count`): their state must not grow with the orders seen;
+//!    the API's too, once its views hold that many orders and decisions.
+//!
+//! Stages 3 and 6 end with the API started over what the others wrote, and
+//! timed until it is ready (its views caught up).
 //!
 //! Every orderflow service runs as its own process (`children`) and reports
 //! its events, busy time, latency and peak memory through `--stats-file`.
 //! Counts are checked against what was produced: a run that lost or
 //! duplicated events is an error, not a figure.
 
+mod api_load;
 mod children;
 pub mod perf_tools;
 pub mod results;
+mod wrk;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,6 +51,7 @@ use crate::error::{Error, Result};
 use crate::kafka::admin::{Admin, BROKER_DEFAULT_REPLICATION};
 use crate::ops::{lag, local_kafka, topics};
 use crate::services::analytics;
+use crate::services::api;
 use crate::services::inventory;
 use crate::services::stats::RunStats;
 use children::Service;
@@ -58,6 +70,12 @@ pub struct BenchOptions {
     /// `count` (0: none).
     pub memory_count: u64,
     pub partitions: i32,
+    /// Orders per second in the API's latency run.
+    pub api_rate: f64,
+    /// Orders in the API's latency run.
+    pub api_count: u64,
+    /// How long wrk posts orders to the API.
+    pub api_duration: Duration,
     /// The services' commit interval (one transaction per interval).
     pub commit_interval: Duration,
     /// Where the report goes (BENCHMARKS.md); None: only printed.
@@ -203,6 +221,7 @@ pub async fn run(
         &alone.inventory,
     ));
     throughput.push(measured(results::ANALYTICS_EOS, &alone.analytics));
+    throughput.push(measured(results::API_VIEWS, &alone.api));
     bench.check_stop()?;
 
     println!("== the pipeline end to end: {count} orders at full speed");
@@ -219,6 +238,42 @@ pub async fn run(
     throughput.push(e2e);
     let bytes = bench.bytes_per_order(&tools, &stage, count).await?;
     bench.drop_stage(&stage).await?;
+    bench.check_stop()?;
+
+    println!(
+        "== the HTTP API: {} orders at {:.0}/s, then wrk for {} s",
+        options.api_count,
+        options.api_rate,
+        options.api_duration.as_secs()
+    );
+    let run = bench.api().await?;
+    for (what, summary) in [
+        ("POST /orders to 202", run.latency.accepted),
+        ("POST /orders to the decision in GET", run.latency.decided),
+    ] {
+        latency.push(LatencyRun {
+            name: format!("orderflow api, {what}"),
+            rate: options.api_rate,
+            events: options.api_count,
+            latency: summary,
+            p99_bound_ms: None,
+        });
+    }
+    latency.push(LatencyRun {
+        name: format!("orderflow api under wrk ({WRK_CONNECTIONS} connections), POST to 202"),
+        rate: run.accepted.orders as f64 / run.accepted.seconds,
+        events: run.accepted.orders,
+        latency: run.accepted.latency,
+        p99_bound_ms: None,
+    });
+    throughput.push(Throughput {
+        peak_rss: vec![("api".into(), run.api.peak_rss_bytes.unwrap_or(0))],
+        ..row(
+            &format!("orderflow api, POST /orders (wrk, {WRK_CONNECTIONS} connections)"),
+            run.accepted.orders,
+            run.accepted.orders as f64 / run.accepted.seconds,
+        )
+    });
 
     // Analytics' memory must not grow with the events it has seen.
     for events in [MEMORY_SMALL, options.memory_count] {
@@ -241,6 +296,14 @@ pub async fn run(
                 results::group_digits(events)
             ),
             &run.analytics,
+        ));
+        throughput.push(measured(
+            &format!(
+                "{} after {} events",
+                results::API_VIEWS,
+                results::group_digits(events)
+            ),
+            &run.api,
         ));
     }
     bench.clean().await?;
@@ -293,6 +356,10 @@ impl Stage {
         format!("{}.analytics-group", self.name)
     }
 
+    fn api_group(&self) -> String {
+        format!("{}.api-group", self.name)
+    }
+
     fn topics(&self) -> Vec<String> {
         vec![self.orders(), self.inventory(), self.metrics()]
     }
@@ -315,11 +382,25 @@ impl Stage {
 /// The small end of analytics' memory check: 10,000 events.
 const MEMORY_SMALL: u64 = 10_000;
 
-/// Each service's stats from running one after the other.
+/// Each service's stats from running one after the other; the API's
+/// `events` are the orders its views caught up with, over the time it took.
 struct OneAtATime {
     produce: RunStats,
     inventory: RunStats,
     analytics: RunStats,
+    api: RunStats,
+}
+
+/// Connections wrk posts orders over: as many clients as the API's tests
+/// have.
+const WRK_CONNECTIONS: u32 = 50;
+
+/// The API stage's measurements.
+struct ApiRun {
+    latency: api_load::ApiLatency,
+    accepted: wrk::Accepted,
+    /// The API's own stats: the orders it placed, its peak memory.
+    api: RunStats,
 }
 
 /// One pipeline run's measurements.
@@ -391,9 +472,11 @@ impl Bench<'_> {
         names.extend([dlq_topic(&stage.orders()), dlq_topic(&stage.inventory())]);
         names.extend(inventory::internal_topics(&inventory));
         names.extend(analytics::internal_topics(&analytics));
+        names.extend(api::internal_topics(&stage.api_group()));
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         self.admin.delete_topics(&names).await?;
         let mut groups = vec![inventory.clone(), analytics.clone()];
+        groups.push(api::keys_group(&stage.api_group()));
         groups.push(analytics::merge_group(&analytics));
         groups.extend(inventory::stage_groups(&inventory));
         let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
@@ -530,12 +613,138 @@ impl Bench<'_> {
                 count,
             )
             .await?;
+        let api = self.api_catching_up(&stage, count).await?;
         self.drop_stage(&stage).await?;
         Ok(OneAtATime {
             produce,
             inventory,
             analytics,
+            api,
         })
+    }
+
+    /// Starts the API over a stage whose topics hold `count` orders and
+    /// their decisions, and times it until it is ready; its stats then
+    /// count those orders over that time, and its peak memory is what its
+    /// views of them cost.
+    async fn api_catching_up(&self, stage: &Stage, count: u64) -> Result<RunStats> {
+        // Bounded, yet long enough for ten million orders (the views take
+        // some 20,000 orders and decisions a second here).
+        const SLOWEST: u64 = 2_000;
+        let started = Instant::now();
+        let (mut api, addr) = self.start_api(stage)?;
+        self.wait_for_within(
+            STALL_LIMIT + Duration::from_secs(count / SLOWEST),
+            "the API to be ready",
+            &mut [&mut api],
+            || Ok(api_load::ready(addr)),
+        )
+        .await?;
+        let ready_after = started.elapsed();
+        let stats = api.stop().await?;
+        Ok(RunStats {
+            events: count,
+            busy_seconds: ready_after.as_secs_f64(),
+            events_per_second: count as f64 / ready_after.as_secs_f64(),
+            ..stats
+        })
+    }
+
+    /// Starts the API of `stage` on a free port of its own.
+    fn start_api(&self, stage: &Stage) -> Result<(Service, SocketAddr)> {
+        let listen = children::free_port()?;
+        let args: Vec<String> = [
+            "api",
+            "--listen",
+            &listen.to_string(),
+            "--orders-topic",
+            &stage.orders(),
+            "--inventory-topic",
+            &stage.inventory(),
+            "--group",
+            &stage.api_group(),
+            "--inventory-group",
+            &stage.inventory_group(),
+            "--instance-id",
+            "bench",
+            // Ten million orders take gigabytes: beside the logs, deleted
+            // at exit.
+            "--views-dir",
+            &self.options.work_dir.display().to_string(),
+        ]
+        .map(String::from)
+        .into();
+        Ok((self.start(stage, "api", &args)?, listen))
+    }
+
+    /// The API in front of inventory, on fresh topics: latency at a fixed
+    /// rate, then orders accepted per second under wrk. Every order the API
+    /// answered 202 must be in the orders topic, and nothing else but what
+    /// was in flight when wrk stopped.
+    async fn api(&self) -> Result<ApiRun> {
+        let options = self.options;
+        let stage = self.stage("api");
+        self.create_topics(&stage.topics()).await?;
+        let mut inventory = self.start(
+            &stage,
+            "inventory",
+            &self.inventory_args(&stage, Guarantee::ExactlyOnce, false),
+        )?;
+        let (mut api, addr) = self.start_api(&stage)?;
+        let partitions = i64::from(options.partitions);
+        let inventory_metrics = inventory.metrics_addr();
+        self.wait_for(
+            "inventory to take over its partitions and the API to be ready",
+            &mut [&mut inventory, &mut api],
+            || Ok(children::taken_over(inventory_metrics, 3, partitions) && api_load::ready(addr)),
+        )
+        .await?;
+        let latency = api_load::at_fixed_rate(addr, options.api_rate, options.api_count).await?;
+        self.check_stop()?;
+        let accepted = wrk::post_orders(
+            addr,
+            WRK_CONNECTIONS,
+            options.api_duration,
+            &options.work_dir,
+        )
+        .await?;
+        let api = api.stop().await?;
+        inventory.stop().await?;
+        // wrk stops with up to a request per connection in flight: the API
+        // may have placed those orders (`api.events`), or published them and
+        // seen the client go before the acknowledgement came.
+        let answered = options.api_count + accepted.orders;
+        let in_topic = self.records_in(&stage.orders())?;
+        let most = answered + u64::from(WRK_CONNECTIONS);
+        if !(answered <= api.events && api.events <= in_topic && in_topic <= most) {
+            return Err(Error::Miscounted {
+                what: format!(
+                    "bench: {} (its clients saw {answered} orders answered 202, the API \
+                     placed {}, and wrk stopped with at most {WRK_CONNECTIONS} in flight)",
+                    stage.orders(),
+                    api.events
+                ),
+                expected: answered,
+                found: in_topic,
+            });
+        }
+        self.drop_stage(&stage).await?;
+        Ok(ApiRun {
+            latency,
+            accepted,
+            api,
+        })
+    }
+
+    /// Records in `topic`, every partition's log end (a topic written
+    /// without transactions: no markers among its offsets).
+    fn records_in(&self, topic: &str) -> Result<u64> {
+        let mut records = 0;
+        for partition in self.admin.partitions(topic)? {
+            let (low, high) = self.admin.watermarks(topic, partition)?;
+            records += (high - low).max(0) as u64;
+        }
+        Ok(records)
     }
 
     /// Starts a service of `stage`; its log and stats files are named
@@ -639,9 +848,21 @@ impl Bench<'_> {
         &self,
         what: &str,
         services: &mut [&mut Service],
+        done: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        self.wait_for_within(STALL_LIMIT, what, services, done)
+            .await
+    }
+
+    /// `wait_for`, failing after `within`.
+    async fn wait_for_within(
+        &self,
+        within: Duration,
+        what: &str,
+        services: &mut [&mut Service],
         mut done: impl FnMut() -> Result<bool>,
     ) -> Result<()> {
-        let done = crate::wait::until_async(STALL_LIMIT, POLL, || {
+        let done = crate::wait::until_async(within, POLL, || {
             let answer = (|| {
                 if done()? {
                     return Ok(Some(()));
@@ -657,7 +878,7 @@ impl Bench<'_> {
         .await?;
         done.ok_or_else(|| Error::NotInTime {
             what: format!("bench: {what} did not happen"),
-            within: STALL_LIMIT,
+            within,
         })
     }
 

@@ -86,6 +86,8 @@ pub const RAW_CONSUME: &str = "kafka-consumer-perf-test";
 pub const PRODUCE: &str = "orderflow produce";
 pub const PIPELINE_EOS: &str = "pipeline end to end (exactly-once)";
 pub const ANALYTICS_EOS: &str = "orderflow analytics (exactly-once)";
+/// The API started over a full topic, until its views caught up.
+pub const API_VIEWS: &str = "orderflow api, views caught up";
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -238,7 +240,11 @@ impl BenchResults {
                  same rate: from sending a record to its acknowledgement, the broker's own \
                  latency on this machine. `measured`: the orders created after both services \
                  had taken over their partitions; the ones before waited for them to start, \
-                 which is lag, not latency.\n"
+                 which is lag, not latency. The API's rows: with inventory behind it, from the \
+                 instant an order was due on the client's fixed schedule to its 202, and to its \
+                 decision seen with the long poll (GET /orders/{{id}}?wait_ms=30000); under wrk, \
+                 from each request to its answer, as wrk measures it, at the rate the API \
+                 sustained.\n"
             );
             let _ = writeln!(
                 out,

@@ -42,8 +42,9 @@ mod views;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -111,13 +112,23 @@ pub fn internal_topics(group: &str) -> Vec<String> {
     ]
 }
 
+/// What a run of the API did, for `--stats-file`.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSummary {
+    /// Orders this instance answered 202 (placed, or a key's first order
+    /// answered again).
+    pub placed: u64,
+    /// From serving the first request to the last.
+    pub served: Duration,
+}
+
 /// Serves the API until `shutdown` fires (then lets the requests in
 /// progress finish), or until reading a topic fails for good.
 pub async fn run(
     settings: &KafkaSettings,
     options: &ApiOptions,
     shutdown: &CancellationToken,
-) -> Result<()> {
+) -> Result<ApiSummary> {
     run_telling(settings, options, shutdown, |_| {}).await
 }
 
@@ -128,7 +139,7 @@ pub async fn run_telling(
     options: &ApiOptions,
     shutdown: &CancellationToken,
     bound: impl FnOnce(SocketAddr),
-) -> Result<()> {
+) -> Result<ApiSummary> {
     let admin = Admin::connect(settings)?;
     let group = &options.group;
     let orders_partitions = admin.partitions_once_visible(&options.orders_topic).await?;
@@ -226,9 +237,15 @@ pub async fn run_telling(
         keys_topic: keys_topic(group),
         timeout: settings.timeout,
         metrics: Arc::clone(&options.metrics),
+        placed: AtomicU64::new(0),
     });
-    let (address, served) =
-        crate::http::serve_until(options.listen, routes::router(api), stop.clone()).await?;
+    let serving_since = Instant::now();
+    let (address, served) = crate::http::serve_until(
+        options.listen,
+        routes::router(Arc::clone(&api)),
+        stop.clone(),
+    )
+    .await?;
     tracing::info!("serving the API at http://{address}");
     bound(address);
 
@@ -247,7 +264,10 @@ pub async fn run_telling(
         }
     }
     let _ = served.await;
-    outcome
+    outcome.map(|()| ApiSummary {
+        placed: api.placed.load(Ordering::Relaxed),
+        served: serving_since.elapsed(),
+    })
 }
 
 /// A record of the keys changelog as an update of the views (the engine's

@@ -17,6 +17,7 @@
 //! Every error is a problem document (`problem.rs`), the extractors' own
 //! rejections and unknown routes included.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,8 @@ pub struct Api {
     pub timeout: Duration,
     /// Where every request is counted and timed.
     pub metrics: Arc<Metrics>,
+    /// Orders this instance answered 202 (`--stats-file`).
+    pub placed: AtomicU64,
 }
 
 #[derive(OpenApi)]
@@ -183,6 +186,7 @@ async fn place_order(
         order_id,
         status: Progress::Pending,
     };
+    api.placed.fetch_add(1, Ordering::Relaxed);
     let location = format!("/orders/{order_id}");
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(accepted)).into_response())
 }
