@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use orderflow::cli::validated::{
     AnalyticsRun, ApiRun, BenchRun, DemoRun, InventoryRun, LagRun, ProduceRun, ReplayRun,
-    Reporting, TopicsRun,
+    Reporting, SchemaRun, TopicsRun,
 };
 use orderflow::cli::{Invocation, Run};
 use orderflow::config::KafkaSettings;
+use orderflow::contracts::{asyncapi, schemas};
 use orderflow::domain::report::Format;
 use orderflow::kafka::admin::Admin;
 use orderflow::metrics::{server, Metrics};
@@ -39,7 +40,18 @@ pub async fn run(invocation: Invocation, stop: &CancellationToken) -> anyhow::Re
         Run::Bench(run) => bench(settings, run, stop).await,
         Run::Dashboard(options) => dashboard(settings, options, stop).await,
         Run::Api(run) => api(settings, run, stop).await,
+        Run::Schema(run) => schema(run),
     }
+}
+
+fn schema(run: SchemaRun) -> anyhow::Result<ExitCode> {
+    let document = match run {
+        SchemaRun::All => schemas::json_schemas(),
+        SchemaRun::One(name) => schemas::json_schema(&name).context("no such record")?,
+        SchemaRun::AsyncApi => asyncapi::document(),
+    };
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn topics(settings: &KafkaSettings, run: TopicsRun) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,8 @@
 //! the `api` takes orders over HTTP and answers what became of them.
 //! `lag` and `replay` operate the consumer groups; `demo` runs it all.
 //!
+//! - [`contracts`]: the JSON Schemas of every record and the AsyncAPI
+//!   document of every topic, generated from the types.
 //! - [`domain`]: events, generator, stock decisions, windows, report; no Kafka.
 //! - [`engine`]: the stream engine the services run on: batches in Kafka
 //!   transactions, state in changelogs, dead letters, error classes.
@@ -21,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod contracts;
 pub mod domain;
 pub mod engine;
 pub mod error;

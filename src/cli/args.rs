@@ -108,6 +108,20 @@ pub enum Command {
     Dashboard(DashboardArgs),
     /// Serve the HTTP API: place orders and ask what became of them
     Api(ApiArgs),
+    /// Print the JSON Schemas of the records orderflow writes and reads, or
+    /// the AsyncAPI document of its topics
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Only this record's schema [default: every record's, by name]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::contracts::schemas::names()),
+          conflicts_with = "asyncapi")]
+    pub name: Option<String>,
+    /// Print the AsyncAPI 3.0 document of every topic instead (docs/asyncapi.json)
+    #[arg(long)]
+    pub asyncapi: bool,
 }
 
 /// The pipeline's topic names.

@@ -55,6 +55,18 @@ pub enum Run {
     Bench(BenchRun),
     Dashboard(DashboardOptions),
     Api(ApiRun),
+    Schema(SchemaRun),
+}
+
+/// Which contract `orderflow schema` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaRun {
+    /// Every record's JSON Schema, by name.
+    All,
+    /// One record's.
+    One(String),
+    /// The AsyncAPI document.
+    AsyncApi,
 }
 
 #[derive(Debug)]
@@ -168,6 +180,11 @@ impl Cli {
                 overrides::check(&settings.overrides, Promise::IdempotentWrites)?;
                 Run::Api(api(args))
             }
+            Command::Schema(args) => Run::Schema(match (args.asyncapi, args.name) {
+                (true, _) => SchemaRun::AsyncApi,
+                (false, Some(name)) => SchemaRun::One(name),
+                (false, None) => SchemaRun::All,
+            }),
         };
         Ok(Invocation {
             settings,

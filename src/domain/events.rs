@@ -6,6 +6,7 @@
 //! fields, so that a newer producer can add fields without breaking us.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -26,42 +27,54 @@ pub const MAX_SKU_BYTES: usize = 64;
 pub const WINDOW_CLOSED_VERSION: u32 = 2;
 
 /// A customer placed an order. Prices are integer cents, never floats.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderPlaced {
     /// Always `"OrderPlaced"`; lets a reader tell event kinds apart.
+    #[schemars(extend("const" = "OrderPlaced"))]
     pub event_type: String,
+    /// The version of this event's layout; this build writes and reads 1.
+    #[schemars(extend("const" = SCHEMA_VERSION))]
     pub schema_version: u32,
     /// Unique per order; also the Kafka message key.
     pub order_id: Uuid,
+    /// Who placed the order.
     pub customer_id: String,
+    /// 1 to 100 lines.
+    #[schemars(length(min = 1, max = MAX_LINES))]
     pub items: Vec<LineItem>,
     /// Sum of quantity × unit price over the items.
     pub total_cents: u64,
     /// When the order was placed, by the producer's (simulated) clock.
     #[serde(with = "millis")]
+    #[schemars(with = "DateTime<Utc>")]
     pub event_time: DateTime<Utc>,
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, JsonSchema)]
 pub struct LineItem {
+    /// The stock keeping unit ordered: 1 to 64 bytes.
     #[schema(min_length = 1, max_length = 64, example = "SKU-0001")]
+    #[schemars(length(min = 1, max = MAX_SKU_BYTES))]
     pub sku: String,
     #[schema(minimum = 1, example = 2)]
+    #[schemars(range(min = 1))]
     pub quantity: u32,
     #[schema(example = 1299)]
     pub unit_price_cents: u64,
 }
 
 /// Whether the inventory service could reserve an order's stock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Status {
     Reserved,
     Rejected,
 }
 
 /// Why an order was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// Some line item wanted more units than were left.
@@ -71,11 +84,15 @@ pub enum RejectReason {
 }
 
 /// The inventory service's verdict on one order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InventoryChecked {
     /// Always `"InventoryChecked"`.
+    #[schemars(extend("const" = "InventoryChecked"))]
     pub event_type: String,
+    /// The version of this event's layout; this build writes and reads 1.
+    #[schemars(extend("const" = SCHEMA_VERSION))]
     pub schema_version: u32,
+    /// The order decided; also the Kafka message key.
     pub order_id: Uuid,
     pub status: Status,
     /// Set when `status` is `Rejected`.
@@ -84,24 +101,32 @@ pub struct InventoryChecked {
     pub detail: Option<String>,
     /// The order's own event time, carried over so analytics can window by it.
     #[serde(with = "millis")]
+    #[schemars(with = "DateTime<Utc>")]
     pub event_time: DateTime<Utc>,
     /// Wall-clock time the inventory service decided. Never used for windows.
     #[serde(with = "millis")]
+    #[schemars(with = "DateTime<Utc>")]
     pub processed_at: DateTime<Utc>,
 }
 
-/// A one-minute window's final counts from one partition of the inventory
-/// topic, published by analytics to OrderMetrics when the window closes
-/// there. A window's overall counts are the sum over the partitions' events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A one-minute window's final counts over every partition of the
+/// inventory topic, published once by analytics to OrderMetrics when the
+/// watermark passes the window's end and its grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WindowClosed {
     /// Always `"WindowClosed"`.
+    #[schemars(extend("const" = "WindowClosed"))]
     pub event_type: String,
+    /// The version of this event's layout; this build writes and reads 2.
+    #[schemars(extend("const" = WINDOW_CLOSED_VERSION))]
     pub schema_version: u32,
     /// The window's start, also the record's key (RFC 3339, UTC).
     #[serde(with = "millis")]
+    #[schemars(with = "DateTime<Utc>")]
     pub window_start: DateTime<Utc>,
+    /// Orders decided with an event time in the window.
     pub orders: u64,
+    /// Of those, the ones rejected (never more than `orders`).
     pub failed: u64,
 }
 

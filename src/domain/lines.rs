@@ -28,7 +28,7 @@ use super::events::{OrderPlaced, RejectReason};
 use super::stock::{mock_failure, Decision, StockConfig};
 
 /// One SKU of one order, as the stock stage sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineRequest {
     pub order_id: Uuid,
     /// Which of the order's requests this is.
@@ -52,7 +52,7 @@ impl LineRequest {
 }
 
 /// What a line got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum LineOutcome {
     Reserved,
@@ -65,7 +65,9 @@ pub enum LineOutcome {
 }
 
 /// Which stage a `Finished` marker comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Upstream {
     Split,
@@ -73,7 +75,7 @@ pub enum Upstream {
 }
 
 /// A record of `<group>-stock-repartition`, keyed by SKU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StockRecord {
     Reserve(LineRequest),
@@ -106,7 +108,7 @@ pub enum StockRecord {
 }
 
 /// A record of `<group>-orders-repartition`, keyed by order id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OrderRecord {
     /// An order split into `lines` requests, sent by the split stage to its

@@ -11,7 +11,7 @@ use super::watermark::Progress;
 use super::windows::WindowCounts;
 
 /// One record of the merge topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Partial {
     /// Counts of one window from one input partition (of one batch).

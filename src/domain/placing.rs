@@ -83,7 +83,7 @@ pub fn check_key(key: &str) -> Result<(), String> {
 
 /// An order placed under an idempotency key, on its way to the keys stage
 /// (the record of `<group>-keys-repartition`, keyed by `key`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeyedOrder {
     pub key: String,
     pub fingerprint: String,

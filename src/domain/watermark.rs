@@ -12,7 +12,9 @@
 //! and when every partition is finished the watermark is the end of time.
 
 /// What a partition's reader says of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum Progress {
     /// Its stream time: the latest event time it has seen (ms since the

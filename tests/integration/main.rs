@@ -7,6 +7,7 @@ mod common;
 mod api;
 mod bench;
 mod cli;
+mod contracts;
 mod dashboard;
 mod dead_letters;
 mod demo;
