@@ -11,10 +11,9 @@
 //! format AsyncAPI tools read), with their shared types under
 //! `components/schemas`.
 
-use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use super::schemas::{dead_letter_headers, layouts, DEAD_LETTER_HEADERS};
+use super::schemas::{dead_letter_headers, layouts, settings, Draft, DEAD_LETTER_HEADERS};
 
 /// The Kafka bindings' version this document follows.
 const BINDING_VERSION: &str = "0.5.0";
@@ -330,7 +329,7 @@ pub fn document() -> Value {
 /// The payload schemas of every layout, in the AsyncAPI schema format,
 /// their shared types beside them; and each layout's reference.
 fn payload_schemas() -> (Map<String, Value>, Map<String, Value>) {
-    let mut generator = SchemaSettings::draft07()
+    let mut generator = settings(Draft::Draft07)
         .with(|settings| {
             settings.definitions_path = "/components/schemas".into();
             settings.meta_schema = None;

@@ -9,9 +9,20 @@
 //! the record set aside, whatever it was; what orderflow adds is its
 //! headers, whose schema is [`dead_letter_headers`].
 //!
-//! Every schema leaves extra properties open: readers ignore fields they do
-//! not know (see `domain::events`), which is what lets a writer add an
-//! optional field without breaking them.
+//! The public events' objects are closed (`additionalProperties: false`,
+//! `#[schemars(deny_unknown_fields)]` on their types): a record is
+//! exactly its fields, so that adding an optional field makes a new schema
+//! that can read every record of the old one, the change a registry's
+//! BACKWARD rule allows (an open object may have held the new field with
+//! any type, so adding it to one is not backward compatible). Readers
+//! still ignore fields they do not know (see `domain::events`): a record
+//! is checked against the schema it was written with, not the reader's.
+//!
+//! The schemas are printed in draft 2020-12. A schema registry is given
+//! them in draft-07 ([`Draft::Draft07`]): Apicurio Registry's
+//! Confluent-compatible API checks the compatibility of draft-04 to
+//! draft-07 schemas only, and draft-07 is the draft every JSON Schema
+//! library reads.
 
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
@@ -70,21 +81,41 @@ pub fn names() -> Vec<&'static str> {
     names
 }
 
+/// The JSON Schema dialects the schemas are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Draft {
+    /// What `orderflow schema` prints.
+    Draft2020_12,
+    /// What a schema registry is given.
+    Draft07,
+}
+
+/// How schemas are generated in `draft`.
+pub fn settings(draft: Draft) -> SchemaSettings {
+    match draft {
+        Draft::Draft2020_12 => SchemaSettings::draft2020_12(),
+        Draft::Draft07 => SchemaSettings::draft07(),
+    }
+}
+
 /// The schema (draft 2020-12) of the layout called `name`, standing alone:
 /// the types it uses are in its own `$defs`. None for an unknown name.
 pub fn json_schema(name: &str) -> Option<Value> {
+    json_schema_in(name, Draft::Draft2020_12)
+}
+
+/// The schema of the layout called `name` in `draft`, standing alone.
+pub fn json_schema_in(name: &str, draft: Draft) -> Option<Value> {
     if name == DEAD_LETTER_HEADERS {
         let mut schema = dead_letter_headers();
         let object = schema.as_object_mut().expect("an object schema");
-        object.insert(
-            "$schema".into(),
-            "https://json-schema.org/draft/2020-12/schema".into(),
-        );
+        let meta_schema = settings(draft).meta_schema;
+        object.insert("$schema".into(), meta_schema.as_deref().into());
         object.insert("title".into(), DEAD_LETTER_HEADERS.into());
         return Some(schema);
     }
     let layout = layouts().into_iter().find(|layout| layout.name == name)?;
-    let mut generator = SchemaSettings::draft2020_12().into_generator();
+    let mut generator = settings(draft).into_generator();
     // The layout as a reference into the generator's definitions, then made
     // the root: its own definition inlined, the others kept under $defs.
     (layout.schema)(&mut generator);
@@ -100,7 +131,9 @@ pub fn json_schema(name: &str) -> Option<Value> {
     schema.insert("title".into(), name.into());
     schema.append(&mut root);
     if !definitions.is_empty() {
-        schema.insert("$defs".into(), Value::Object(definitions));
+        let path = &generator.settings().definitions_path;
+        let key = path.trim_start_matches('/');
+        schema.insert(key.into(), Value::Object(definitions));
     }
     Some(Value::Object(schema))
 }
@@ -206,7 +239,7 @@ mod tests {
         for field in written.as_object().unwrap().keys() {
             assert!(properties.get(field).is_some(), "{field}");
         }
-        assert_ne!(schema["additionalProperties"], false);
+        assert_eq!(schema["additionalProperties"], false);
     }
 
     fn validator(name: &str) -> jsonschema::Validator {
@@ -302,10 +335,12 @@ mod tests {
             assert!(!orders.is_valid(&bad), "{bad}");
             assert!(OrderPlaced::decode(bad.to_string().as_bytes()).is_err());
         }
-        // A field a newer writer added is no reason to refuse the record.
+        // The schema is closed: a field it does not name is another schema
+        // (which decoding, lenient, still reads).
         let mut newer = good;
         newer["coupon"] = json!("SPRING");
-        assert!(orders.is_valid(&newer));
+        assert!(!orders.is_valid(&newer));
+        assert!(OrderPlaced::decode(newer.to_string().as_bytes()).is_ok());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const WINDOW_CLOSED_VERSION: u32 = 2;
 
 /// A customer placed an order. Prices are integer cents, never floats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// Closed in the published schema: see `contracts::schemas`.
+#[schemars(deny_unknown_fields)]
 pub struct OrderPlaced {
     /// Always `"OrderPlaced"`; lets a reader tell event kinds apart.
     #[schemars(extend("const" = "OrderPlaced"))]
@@ -52,6 +54,8 @@ pub struct OrderPlaced {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, JsonSchema)]
+// Closed in the published schema: see `contracts::schemas`.
+#[schemars(deny_unknown_fields)]
 pub struct LineItem {
     /// The stock keeping unit ordered: 1 to 64 bytes.
     #[schema(min_length = 1, max_length = 64, example = "SKU-0001")]
@@ -85,6 +89,8 @@ pub enum RejectReason {
 
 /// The inventory service's verdict on one order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// Closed in the published schema: see `contracts::schemas`.
+#[schemars(deny_unknown_fields)]
 pub struct InventoryChecked {
     /// Always `"InventoryChecked"`.
     #[schemars(extend("const" = "InventoryChecked"))]
@@ -113,6 +119,8 @@ pub struct InventoryChecked {
 /// inventory topic, published once by analytics to OrderMetrics when the
 /// watermark passes the window's end and its grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// Closed in the published schema: see `contracts::schemas`.
+#[schemars(deny_unknown_fields)]
 pub struct WindowClosed {
     /// Always `"WindowClosed"`.
     #[schemars(extend("const" = "WindowClosed"))]
