@@ -23,12 +23,29 @@ use orderflow::kafka::admin::Admin;
 use orderflow::metrics::{server, Metrics};
 use orderflow::ops::dashboard::{self, DashboardOptions};
 use orderflow::ops::{bench, demo, lag, local_kafka, replay, topics};
+use orderflow::registry;
 use orderflow::services::stats::RunStats;
 use orderflow::services::{analytics, api, inventory, produce};
 
 /// Runs the invocation's subcommand until it is done or `stop` fires.
 pub async fn run(invocation: Invocation, stop: &CancellationToken) -> anyhow::Result<ExitCode> {
     let settings = &invocation.settings;
+    let registry = invocation.registry.as_ref();
+    // The public topics each service writes, whose schemas it registers
+    // (with --schema-registry) before it starts.
+    let writes: Vec<(&str, &str)> = match &invocation.run {
+        Run::Produce(run) => vec![(&run.options.topic, "OrderPlaced")],
+        Run::Api(run) => vec![(&run.options.orders_topic, "OrderPlaced")],
+        Run::Inventory(run) => vec![(&run.options.inventory_topic, "InventoryChecked")],
+        Run::Analytics(run) => vec![(&run.options.metrics_topic, "WindowClosed")],
+        Run::Demo(run) => vec![
+            (&run.options.orders_topic, "OrderPlaced"),
+            (&run.options.inventory_topic, "InventoryChecked"),
+            (&run.options.metrics_topic, "WindowClosed"),
+        ],
+        _ => Vec::new(),
+    };
+    registry::register_all(registry, &writes).await?;
     match invocation.run {
         Run::Topics(run) => topics(settings, run).await,
         Run::Produce(run) => produce(settings, run, stop).await,

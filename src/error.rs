@@ -44,6 +44,29 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// The schema registry did not answer in time, or refused the
+    /// connection.
+    #[error("cannot reach the schema registry at {url} within {}s: {detail}", within.as_secs())]
+    RegistryUnreachable {
+        url: String,
+        within: Duration,
+        detail: String,
+    },
+
+    /// The registry refused a call (a login, a malformed request).
+    #[error("schema registry: {action}: {reason}")]
+    Registry { action: String, reason: String },
+
+    /// Our schema breaks the subject's compatibility rule against what is
+    /// registered: the service does not start.
+    #[error("subject {subject}: our schema of {layout}, as version {}, is not {rule}-compatible with version {latest} (registered since): evolve the schema as {rule} allows (see the README's Schema registry), or choose the rule with --schema-compatibility", latest + 1)]
+    IncompatibleSchema {
+        layout: String,
+        subject: String,
+        latest: u32,
+        rule: &'static str,
+    },
+
     #[error("topic {0:?} does not exist (create it with `orderflow topics`)")]
     UnknownTopic(String),
 

@@ -15,6 +15,8 @@
 //! - [`kafka`]: the thin, commented layer over librdkafka (rdkafka crate).
 //! - [`services`]: the service loops wiring domain to Kafka, and the API.
 //! - [`metrics`]: Prometheus metrics of a service, served on `--metrics-addr`.
+//! - [`registry`]: a Confluent-compatible schema registry: the public
+//!   events' schemas registered and checked.
 //! - [`ops`]: topics, lag, replay, the local broker, the demo, the bench and
 //!   the dashboard.
 //! - [`config`], [`error`], [`shutdown`], [`http`], [`threads`], [`wait`]:
@@ -31,6 +33,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;
+pub mod registry;
 pub mod services;
 pub mod shutdown;
 pub mod threads;

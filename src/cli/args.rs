@@ -13,6 +13,7 @@ use crate::config::security::{SaslMechanism, PASSWORD_ENV};
 use crate::domain::report::Format;
 use crate::engine::Guarantee;
 use crate::ops::replay::{parse_duration, ResetTarget};
+use crate::registry::Compatibility;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +24,8 @@ use crate::ops::replay::{parse_duration, ResetTarget};
 pub struct Cli {
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Logs on stderr as text, or one JSON object a line
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -56,6 +59,36 @@ pub struct KafkaArgs {
     pub timeout: u64,
     #[command(flatten)]
     pub security: SecurityArgs,
+}
+
+/// Schema registry flags every subcommand takes.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// A Confluent-compatible schema registry's API, e.g.
+    /// http://127.0.0.1:8081/apis/ccompat/v7: services register the public
+    /// events' schemas under <topic>-value before they start
+    #[arg(long, global = true, env = "SCHEMA_REGISTRY_URL", value_name = "URL")]
+    pub schema_registry: Option<String>,
+    /// The registry's user name (HTTP basic auth)
+    #[arg(
+        long,
+        global = true,
+        env = "SCHEMA_REGISTRY_USERNAME",
+        requires = "schema_registry_password"
+    )]
+    pub schema_registry_username: Option<String>,
+    /// The registry's password (better from the environment)
+    #[arg(
+        long,
+        global = true,
+        env = "SCHEMA_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        requires = "schema_registry_username"
+    )]
+    pub schema_registry_password: Option<String>,
+    /// The compatibility rule set on the subjects orderflow registers
+    #[arg(long, global = true, value_enum, default_value_t = Compatibility::Backward)]
+    pub schema_compatibility: Compatibility,
 }
 
 /// SASL and TLS flags, for secure clusters.

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use super::args::{
     AnalyticsArgs, ApiArgs, BenchArgs, Cli, Command, DashboardArgs, DemoArgs, GeneratorArgs,
-    InventoryArgs, KafkaArgs, LagArgs, LogFormat, ProduceArgs, ReplayArgs, RunArgs, SecurityArgs,
-    StockArgs, TopicsArgs,
+    InventoryArgs, KafkaArgs, LagArgs, LogFormat, ProduceArgs, RegistryArgs, ReplayArgs, RunArgs,
+    SecurityArgs, StockArgs, TopicsArgs,
 };
 use crate::config::overrides::{self, Promise};
 use crate::config::security::{Sasl, Security, Tls, PASSWORD_ENV};
@@ -29,6 +29,7 @@ use crate::ops::bench::BenchOptions;
 use crate::ops::dashboard::{DashboardOptions, Watched, WatchedGroup};
 use crate::ops::demo::DemoOptions;
 use crate::ops::replay::ResetTarget;
+use crate::registry::RegistryOptions;
 use crate::services::analytics::AnalyticsOptions;
 use crate::services::api::ApiOptions;
 use crate::services::inventory::InventoryOptions;
@@ -38,6 +39,8 @@ use crate::services::produce::ProduceOptions;
 #[derive(Debug)]
 pub struct Invocation {
     pub settings: KafkaSettings,
+    /// `--schema-registry`, when given.
+    pub registry: Option<RegistryOptions>,
     pub log_format: LogFormat,
     pub run: Run,
 }
@@ -186,12 +189,35 @@ impl Cli {
                 (false, None) => SchemaRun::All,
             }),
         };
+        let registry = registry(&self.registry, settings.timeout)?;
         Ok(Invocation {
             settings,
+            registry,
             log_format: self.log_format,
             run,
         })
     }
+}
+
+fn registry(args: &RegistryArgs, timeout: Duration) -> Result<Option<RegistryOptions>> {
+    let Some(url) = &args.schema_registry else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::Config(format!(
+            "--schema-registry {url}: not an http:// or https:// URL"
+        )));
+    }
+    let credentials = args
+        .schema_registry_username
+        .clone()
+        .zip(args.schema_registry_password.clone());
+    Ok(Some(RegistryOptions {
+        url: url.clone(),
+        credentials,
+        compatibility: args.schema_compatibility,
+        timeout,
+    }))
 }
 
 fn kafka_settings(args: &KafkaArgs) -> Result<KafkaSettings> {

@@ -75,7 +75,7 @@ impl<T: Task> Core<'_, T> {
         self.committed.extend(batch.next_offsets());
         let committed = &self.committed;
         self.set_aside
-            .retain(|(p, offset), _| !committed.get(p).is_some_and(|&c| *offset < c));
+            .retain(|(p, offset), _| committed.get(p).is_none_or(|&c| *offset >= c));
         self.resets.clear();
         self.next_input = batch.following();
         self.redos.progressed();

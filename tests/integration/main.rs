@@ -17,6 +17,7 @@ mod hold_back;
 mod lag;
 mod metrics;
 mod pipeline;
+mod registry;
 mod replay;
 mod resilience;
 mod security;

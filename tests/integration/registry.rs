@@ -1,0 +1,228 @@
+//! The schema registry (Apicurio Registry, started by scripts/schema-registry
+//! up): services register the public events' schemas under `<topic>-value`
+//! with the subject's rule set; a schema the rule refuses stops a service
+//! before it writes anything; an added optional field is a new version the
+//! registry takes, a changed type one it refuses.
+
+use std::net::SocketAddr;
+
+use crate::common::http::{get, post};
+use crate::common::{orderflow_command, orderflow_ok, run, Names};
+
+/// Where the test registry listens (SCHEMA_REGISTRY_PORT, as the script).
+fn registry_addr() -> SocketAddr {
+    let port = std::env::var("SCHEMA_REGISTRY_PORT").unwrap_or_else(|_| "8081".into());
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+const API: &str = "/apis/ccompat/v7";
+
+fn registry_url() -> String {
+    format!("http://{}{API}", registry_addr())
+}
+
+/// `orderflow schema NAME` in draft-07, as orderflow registers it, with
+/// `change` applied: what another team would post.
+fn our_schema_changed(layout: &str, change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&orderflow_ok(&["schema", layout])).unwrap();
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#".into();
+    let defs = schema.as_object_mut().unwrap().remove("$defs");
+    if let Some(defs) = defs {
+        schema["definitions"] = defs;
+    }
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&schema.to_string().replace("#/$defs/", "#/definitions/")).unwrap();
+    change(&mut schema);
+    serde_json::json!({ "schemaType": "JSON", "schema": schema.to_string() }).to_string()
+}
+
+/// Posts a new version of `subject`: the registry's status and answer.
+fn register(subject: &str, body: &str) -> (u16, serde_json::Value) {
+    let answer = post(
+        registry_addr(),
+        &format!("{API}/subjects/{subject}/versions"),
+        "application/vnd.schemaregistry.v1+json",
+        body.as_bytes(),
+    );
+    (answer.status, answer.json())
+}
+
+fn versions(subject: &str) -> Vec<u64> {
+    let answer = get(
+        registry_addr(),
+        &format!("{API}/subjects/{subject}/versions"),
+    );
+    if answer.status == 404 {
+        return Vec::new();
+    }
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn services_register_the_schemas_of_the_topics_they_write() {
+    let names = Names::new("registry");
+    names.create_topics();
+    let url = registry_url();
+    let mut produce = vec!["produce", "--orders-topic", &names.orders, "--count", "20"];
+    produce.extend(["--schema-registry", &url]);
+    orderflow_ok(&produce);
+    let mut inventory = names.inventory_args();
+    inventory.extend(["--exit-at-end", "--schema-registry", &url]);
+    orderflow_ok(&inventory);
+    let mut analytics = names.analytics_args();
+    analytics.extend([
+        "--exit-at-end",
+        "--schema-registry",
+        &url,
+        "--schema-compatibility",
+        "FULL",
+    ]);
+    orderflow_ok(&analytics);
+
+    for (topic, layout, rule) in [
+        (&names.orders, "OrderPlaced", "BACKWARD"),
+        (&names.inventory, "InventoryChecked", "BACKWARD"),
+        (&names.metrics, "WindowClosed", "FULL"),
+    ] {
+        let subject = format!("{topic}-value");
+        assert_eq!(versions(&subject), [1], "{subject}");
+        let latest = get(
+            registry_addr(),
+            &format!("{API}/subjects/{subject}/versions/latest"),
+        );
+        let latest = latest.json();
+        assert_eq!(latest["schemaType"], "JSON");
+        // What is registered is the schema `orderflow schema` prints, in
+        // draft-07 (its shared types under definitions, not $defs).
+        let registered = latest["schema"].as_str().unwrap();
+        let registered: serde_json::Value =
+            serde_json::from_str(&registered.replace("#/definitions/", "#/$defs/")).unwrap();
+        let printed: serde_json::Value =
+            serde_json::from_str(&orderflow_ok(&["schema", layout])).unwrap();
+        assert_eq!(registered["properties"], printed["properties"], "{subject}");
+        assert_eq!(registered["required"], printed["required"], "{subject}");
+        let config = get(registry_addr(), &format!("{API}/config/{subject}")).json();
+        assert_eq!(config["compatibilityLevel"], rule, "{subject}");
+    }
+    // A second start finds its schema registered: no new version.
+    orderflow_ok(&produce);
+    assert_eq!(versions(&format!("{}-value", names.orders)), [1]);
+}
+
+#[test]
+fn a_schema_the_subjects_rule_refuses_stops_the_service_before_it_writes() {
+    let names = Names::new("registry-refused");
+    names.create_topics();
+    let subject = format!("{}-value", names.orders);
+    // Another team registered OrderPlaced with customer_id a number.
+    let theirs = our_schema_changed("OrderPlaced", |s| {
+        s["properties"]["customer_id"] = serde_json::json!({ "type": "integer" });
+    });
+    let (status, answer) = register(&subject, &theirs);
+    assert_eq!(status, 200, "{answer}");
+
+    let url = registry_url();
+    let args = [
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        "20",
+        "--schema-registry",
+        &url,
+    ];
+    let output = run(orderflow_command(&args));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for named in [subject.as_str(), "version 2", "version 1", "BACKWARD"] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+    assert_eq!(versions(&subject), [1]);
+    assert!(names
+        .cluster
+        .read_all(&names.orders, "read_committed", &[])
+        .is_empty());
+
+    // Under the rule NONE any change goes: it registers and publishes.
+    let mut anything = args.to_vec();
+    anything.extend(["--schema-compatibility", "NONE"]);
+    orderflow_ok(&anything);
+    assert_eq!(versions(&subject), [1, 2]);
+    assert_eq!(
+        names
+            .cluster
+            .read_all(&names.orders, "read_committed", &[])
+            .len(),
+        20
+    );
+}
+
+#[test]
+fn an_added_optional_field_is_a_new_version_and_a_changed_type_is_refused() {
+    let names = Names::new("registry-evolve");
+    names.create_topics();
+    let subject = format!("{}-value", names.orders);
+    let url = registry_url();
+    let produce = [
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        "5",
+        "--schema-registry",
+        &url,
+    ];
+    orderflow_ok(&produce);
+
+    // Version 2: OrderPlaced with an optional coupon, BACKWARD-compatible.
+    let with_coupon = our_schema_changed("OrderPlaced", |s| {
+        s["properties"]["coupon"] = serde_json::json!({ "type": "string", "maxLength": 32 });
+    });
+    let (status, answer) = register(&subject, &with_coupon);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(versions(&subject), [1, 2]);
+
+    // A changed type breaks BACKWARD: the registry refuses it.
+    let retyped = our_schema_changed("OrderPlaced", |s| {
+        s["properties"]["customer_id"] = serde_json::json!({ "type": "integer" });
+    });
+    let (status, answer) = register(&subject, &retyped);
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(versions(&subject), [1, 2]);
+
+    // This build's producer still starts: its schema is version 1.
+    orderflow_ok(&produce);
+    assert_eq!(versions(&subject), [1, 2]);
+}
+
+#[test]
+fn an_unreachable_registry_is_an_error_naming_its_url() {
+    let names = Names::new("registry-down");
+    names.create_topics();
+    let args = [
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        "5",
+        "--schema-registry",
+        "http://127.0.0.1:1/apis/ccompat/v7",
+        "--timeout",
+        "3",
+    ];
+    let output = run(orderflow_command(&args));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the schema registry at http://127.0.0.1:1/apis/ccompat/v7"),
+        "{stderr}"
+    );
+}
