@@ -45,18 +45,33 @@ pub async fn run(invocation: Invocation, stop: &CancellationToken) -> anyhow::Re
         ],
         _ => Vec::new(),
     };
-    registry::register_all(registry, &writes).await?;
+    let schemas = registry::register_all(registry, &writes).await?;
     match invocation.run {
         Run::Topics(run) => topics(settings, run).await,
-        Run::Produce(run) => produce(settings, run, stop).await,
-        Run::Inventory(run) => inventory(settings, run, stop).await,
-        Run::Analytics(run) => analytics(settings, run, stop).await,
+        Run::Produce(mut run) => {
+            run.options.schemas = schemas;
+            produce(settings, run, stop).await
+        }
+        Run::Inventory(mut run) => {
+            run.options.schemas = schemas;
+            inventory(settings, run, stop).await
+        }
+        Run::Analytics(mut run) => {
+            run.options.schemas = schemas;
+            analytics(settings, run, stop).await
+        }
         Run::Replay(run) => replay(settings, run).await,
         Run::Lag(run) => lag(settings, run, stop).await,
-        Run::Demo(run) => demo(settings, run, stop).await,
+        Run::Demo(mut run) => {
+            run.options.schemas = schemas;
+            demo(settings, run, stop).await
+        }
         Run::Bench(run) => bench(settings, run, stop).await,
         Run::Dashboard(options) => dashboard(settings, options, stop).await,
-        Run::Api(run) => api(settings, run, stop).await,
+        Run::Api(mut run) => {
+            run.options.schemas = schemas;
+            api(settings, run, stop).await
+        }
         Run::Schema(run) => schema(run),
     }
 }

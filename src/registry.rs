@@ -14,8 +14,11 @@
 //! (the Rust client of Confluent's registry API); setting a subject's rule,
 //! which it does not cover, is one PUT with reqwest, its HTTP client.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use schema_registry_converter::async_impl::json::JsonDecoder;
 use schema_registry_converter::async_impl::schema_registry::{
     get_schema_by_subject, is_compatible_schema, post_schema, SrSettings,
 };
@@ -25,6 +28,7 @@ use schema_registry_converter::schema_registry_common::{
 };
 
 use crate::contracts::schemas::{json_schema_in, Draft};
+use crate::contracts::wire;
 use crate::error::{Error, Result};
 
 /// A subject's compatibility rule, as Confluent names them.
@@ -290,18 +294,151 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Registers the schemas of the public topics a service writes, each
 /// `(topic, layout)`, before it starts: a schema the registry's rule
-/// refuses stops it. Nothing to do without `--schema-registry`.
+/// refuses stops it. Returns what the service frames and checks its
+/// records with; without `--schema-registry`, plain JSON.
 pub async fn register_all(
     options: Option<&RegistryOptions>,
     writes: &[(&str, &str)],
-) -> Result<()> {
+) -> Result<Schemas> {
     let Some(options) = options else {
-        return Ok(());
+        return Ok(Schemas::default());
     };
     let registry = Registry::new(options.clone())?;
+    let mut ids = BTreeMap::new();
     for (topic, layout) in writes {
         let id = registry.register(topic, layout).await?;
         tracing::info!(subject = %value_subject(topic), id, registry = registry.url(), "schema registered");
+        ids.insert((*topic).to_owned(), id);
     }
-    Ok(())
+    let readers = Readers {
+        decoder: JsonDecoder::new(registry.settings.clone()),
+        runtime: tokio::runtime::Handle::current(),
+        url: registry.options.url.clone(),
+        timeout: registry.options.timeout,
+    };
+    Ok(Schemas {
+        ids: Arc::new(ids),
+        readers: Some(Arc::new(readers)),
+    })
+}
+
+/// How a service's records meet the registry: the schema id each public
+/// topic it writes is framed with, and the schemas framed records it reads
+/// are checked against. The default (no registry) writes plain JSON and
+/// reads framed records by their JSON alone.
+#[derive(Clone, Default)]
+pub struct Schemas {
+    ids: Arc<BTreeMap<String, u32>>,
+    readers: Option<Arc<Readers>>,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemas")
+            .field("ids", &self.ids)
+            .field("registry", &self.readers.as_ref().map(|r| &r.url))
+            .finish()
+    }
+}
+
+/// Why a record read cannot be used (its dead letter's reason).
+pub type Refused = String;
+
+impl Schemas {
+    /// `json` as written to `topic`: framed with the topic's schema id
+    /// when it has one.
+    pub fn frame(&self, topic: &str, json: Vec<u8>) -> Vec<u8> {
+        match self.ids.get(topic) {
+            Some(&id) => wire::frame(id, &json),
+            None => json,
+        }
+    }
+
+    /// The JSON of a value read: plain JSON as it is; a framed value's,
+    /// once it meets the schema it was written with (looked up once by id
+    /// and kept). `Ok(Err(why))`: the record is to be set aside (an unknown
+    /// schema id, a record that fails its schema); `Err`: the registry
+    /// cannot answer within `--timeout`, or refuses us.
+    pub fn read<'a>(&self, bytes: &'a [u8]) -> Result<Result<&'a [u8], Refused>> {
+        match (wire::read(bytes), &self.readers) {
+            (wire::Value::Plain(json), _) => Ok(Ok(json)),
+            (wire::Value::Truncated, _) => Ok(Err(
+                "starts with the wire format's zero byte but is shorter than its 5-byte header"
+                    .into(),
+            )),
+            // Without a registry, a framed record is read by its JSON.
+            (wire::Value::Framed { json, .. }, None) => Ok(Ok(json)),
+            (wire::Value::Framed { id, json }, Some(readers)) => readers.check(id, json),
+        }
+    }
+}
+
+/// The schemas of framed records, by id, from the registry.
+struct Readers {
+    /// Looks ids up and keeps what it found (or that the id is unknown).
+    decoder: JsonDecoder,
+    /// The service's runtime: the lookup is async, its callers (engine
+    /// threads, topic followers) are not.
+    runtime: tokio::runtime::Handle,
+    url: String,
+    timeout: Duration,
+}
+
+impl Readers {
+    /// `json`, once it meets schema `id`. The schema is asked for again
+    /// while the registry cannot answer, up to `--timeout`.
+    fn check<'a>(&self, id: u32, json: &'a [u8]) -> Result<Result<&'a [u8], Refused>> {
+        let value: serde_json::Value = match serde_json::from_slice(json) {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(format!("not JSON after its wire-format header: {e}"))),
+        };
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let error = match self.block_on(self.decoder.get_schema(id)) {
+                Ok(schema) => {
+                    return Ok(match self.decoder.validate(&schema, &value) {
+                        Ok(()) => Ok(json),
+                        Err(e) => Err(format!(
+                            "does not meet its schema (id {id}): {}",
+                            e.cause.as_deref().unwrap_or(&e.error)
+                        )),
+                    })
+                }
+                Err(error) => error,
+            };
+            let text = format!("{}: {}", error.error, error.cause.as_deref().unwrap_or(""));
+            if text.contains("404") {
+                return Ok(Err(format!(
+                    "schema id {id} is unknown to the registry at {}",
+                    self.url
+                )));
+            }
+            if !error.retriable && !text.contains("error sending request") {
+                return Err(Error::Registry {
+                    action: format!("looking schema id {id} up"),
+                    reason: text,
+                });
+            }
+            if Instant::now() + pause > deadline {
+                return Err(Error::RegistryUnreachable {
+                    url: self.url.clone(),
+                    within: self.timeout,
+                    detail: format!("looking schema id {id} up: {text}"),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+            self.decoder.remove_errors_from_cache();
+        }
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        match tokio::runtime::Handle::try_current() {
+            // On one of the runtime's own threads: let it run other tasks
+            // meanwhile.
+            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(future)),
+            Err(_) => self.runtime.block_on(future),
+        }
+    }
 }

@@ -331,6 +331,8 @@ fn produce(args: ProduceArgs) -> Result<ProduceRun> {
     }
     Ok(ProduceRun {
         options: ProduceOptions {
+            // Set once the schemas are registered (commands.rs).
+            schemas: Default::default(),
             topic: args.orders_topic,
             count: args.count,
             generator: generator(&args.generator)?,
@@ -366,6 +368,8 @@ fn inventory(args: InventoryArgs) -> Result<InventoryRun> {
     let run = running(&args.run);
     Ok(InventoryRun {
         options: InventoryOptions {
+            // Set once the schemas are registered (commands.rs).
+            schemas: Default::default(),
             orders_topic: args.topics.orders_topic,
             inventory_topic: args.topics.inventory_topic,
             group: args.group,
@@ -385,6 +389,8 @@ fn analytics(args: AnalyticsArgs) -> AnalyticsRun {
     let run = running(&args.run);
     AnalyticsRun {
         options: AnalyticsOptions {
+            // Set once the schemas are registered (commands.rs).
+            schemas: Default::default(),
             inventory_topic: args.inventory_topic,
             metrics_topic: args.metrics.metrics_topic,
             group: args.group,
@@ -433,6 +439,8 @@ fn lag(args: LagArgs) -> LagRun {
 fn demo(args: DemoArgs) -> Result<DemoRun> {
     Ok(DemoRun {
         options: DemoOptions {
+            // Set once the schemas are registered (commands.rs).
+            schemas: Default::default(),
             orders_topic: args.topics.orders_topic,
             inventory_topic: args.topics.inventory_topic,
             metrics_topic: args.metrics.metrics_topic,
@@ -532,6 +540,8 @@ pub fn host_name() -> String {
 fn api(args: ApiArgs) -> ApiRun {
     ApiRun {
         options: ApiOptions {
+            // Set once the schemas are registered (commands.rs).
+            schemas: Default::default(),
             listen: args.listen,
             orders_topic: args.topics.orders_topic,
             inventory_topic: args.topics.inventory_topic,

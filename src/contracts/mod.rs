@@ -8,6 +8,8 @@
 //!   (`orderflow schema`).
 //! - [`asyncapi`]: the AsyncAPI 3.0 document (`orderflow schema --asyncapi`,
 //!   committed as `docs/asyncapi.json`).
+//! - [`wire`]: the Confluent wire format (magic byte, schema id, JSON).
 
 pub mod asyncapi;
 pub mod schemas;
+pub mod wire;

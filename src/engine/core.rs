@@ -276,8 +276,10 @@ impl<'a, T: Task> Core<'a, T> {
             return Ok(());
         }
         self.open_batch()?;
-        for record in out {
+        for mut record in out {
             let timestamp = record.timestamp.or(timestamp);
+            let payload = std::mem::take(&mut record.payload);
+            record.payload = self.options.schemas.frame(&record.topic, payload);
             let batch = self.batch.as_mut().expect("a batch is open");
             match record.partition {
                 Some(p)
@@ -352,20 +354,21 @@ impl<'a, T: Task> Core<'a, T> {
         }
         let input = batch.admit(partition, offset);
         let mut out = Vec::new();
-        // An input whose output Kafka refused is not processed again.
+        // An input whose output Kafka refused is not processed again; a
+        // framed one that does not meet its schema is not processed at all.
         let poison = match self.set_aside.get(&(partition, offset)) {
             Some(reason) => Some(reason.clone()),
-            None => {
-                match self.task.process(
-                    partition,
-                    timestamp,
-                    message.payload().unwrap_or_default(),
-                    &mut out,
-                ) {
+            None => match self
+                .options
+                .schemas
+                .read(message.payload().unwrap_or_default())?
+            {
+                Err(refused) => Some(refused),
+                Ok(json) => match self.task.process(partition, timestamp, json, &mut out) {
                     Ok(()) => None,
                     Err(Poison(error)) => Some(error),
-                }
-            }
+                },
+            },
         };
         if let Some(error) = poison {
             tracing::warn!(

@@ -7,6 +7,7 @@ use super::hold_back::HoldBack;
 use crate::config::overrides::Promise;
 use crate::domain::latency::LatencySummary;
 use crate::metrics::Metrics;
+use crate::registry::Schemas;
 
 /// Which delivery guarantee a service gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +49,10 @@ pub struct EngineOptions {
     pub metrics: Arc<Metrics>,
     /// Stop reading while a stage downstream is this far behind.
     pub hold_back: Option<HoldBack>,
+    /// Framed records read are checked against their schemas (those that
+    /// fail are dead-lettered), and records written to a registered topic
+    /// are framed with its schema id (`--schema-registry`).
+    pub schemas: Schemas,
 }
 
 /// What the engine did, counting committed work only.

@@ -58,6 +58,9 @@ pub struct DemoOptions {
     pub throttle: Duration,
     /// Where the evidence goes.
     pub out: PathBuf,
+    /// The schema registry's framing and checks (`--schema-registry`);
+    /// the default is plain JSON.
+    pub schemas: crate::registry::Schemas,
 }
 
 /// What the demo found.
@@ -183,6 +186,7 @@ async fn api_run(
 ) -> Result<Vec<Placed>> {
     let pipeline = Pipeline::start(settings, options, Duration::ZERO, shutdown);
     let api_options = ApiOptions {
+        schemas: options.schemas.clone(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         orders_topic: options.orders_topic.clone(),
         inventory_topic: options.inventory_topic.clone(),
@@ -281,6 +285,7 @@ async fn publish(
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let produce = ProduceOptions {
+        schemas: options.schemas.clone(),
         topic: options.orders_topic.clone(),
         count,
         generator,
@@ -420,6 +425,7 @@ impl Pipeline {
         let inventory = {
             let (settings, stop) = (settings.clone(), stop.clone());
             let options = InventoryOptions {
+                schemas: options.schemas.clone(),
                 orders_topic: options.orders_topic.clone(),
                 inventory_topic: options.inventory_topic.clone(),
                 group: options.inventory_group.clone(),
@@ -502,6 +508,7 @@ impl Pipeline {
 
 fn analytics_options(options: &DemoOptions, throttle: Duration) -> AnalyticsOptions {
     AnalyticsOptions {
+        schemas: options.schemas.clone(),
         inventory_topic: options.inventory_topic.clone(),
         metrics_topic: options.metrics_topic.clone(),
         group: options.analytics_group.clone(),

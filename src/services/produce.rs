@@ -24,6 +24,7 @@ use crate::kafka::admin::Admin;
 use crate::kafka::context::Measured;
 use crate::kafka::producer::{self, acknowledged, check_delivery};
 use crate::metrics::{Metrics, TopicLabel};
+use crate::registry::Schemas;
 
 /// Deliveries awaited at most at once; bounds memory and keeps errors prompt,
 /// well below librdkafka's local queue (100,000 messages by default).
@@ -38,6 +39,9 @@ pub struct ProduceOptions {
     pub rate: Option<f64>,
     /// Where acknowledged events and librdkafka's statistics are counted.
     pub metrics: Arc<Metrics>,
+    /// The schema registry's framing and checks (`--schema-registry`);
+    /// the default is plain JSON.
+    pub schemas: crate::registry::Schemas,
 }
 
 /// What a run published.
@@ -86,7 +90,11 @@ pub async fn run(
     // second and more on a busy broker) while their timestamps run, which
     // showed as the whole latency tail of a rate-limited run.
     if let Some(first) = orders.next() {
-        acknowledged(send_order(&producer, topic, &first).await?, topic).await?;
+        acknowledged(
+            send_order(&producer, topic, &first, &options.schemas).await?,
+            topic,
+        )
+        .await?;
         acknowledged_one(&mut events);
     }
     let started = Instant::now();
@@ -100,7 +108,7 @@ pub async fn run(
             let due = started + Duration::from_secs_f64(sent as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        pending.push_back(send_order(&producer, topic, &order).await?);
+        pending.push_back(send_order(&producer, topic, &order, &options.schemas).await?);
         // Count what the broker has acknowledged so far, without waiting;
         // wait only when too many deliveries are outstanding.
         loop {
@@ -129,14 +137,16 @@ pub async fn run(
     })
 }
 
-/// Hands one order to librdkafka, keyed by its id.
+/// Hands one order to librdkafka, keyed by its id (framed with its
+/// schema's id with `--schema-registry`).
 async fn send_order(
     producer: &producer::Producer<Measured>,
     topic: &str,
     order: &OrderPlaced,
+    schemas: &Schemas,
 ) -> Result<DeliveryFuture> {
     let key = order.order_id.to_string();
-    let payload = order.encode();
+    let payload = schemas.frame(topic, order.encode());
     let record = FutureRecord::to(topic)
         .key(key.as_bytes())
         .payload(payload.as_slice());

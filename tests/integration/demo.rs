@@ -1,10 +1,14 @@
-//! The demo runs the pipeline, proves the replay, and records lag.
+//! The demo runs the pipeline, proves the replay, and records lag; here with
+//! the schema registry (the dashboard's test runs it without), so every
+//! service writes and reads the Confluent wire format.
 
 use crate::common::{json, orderflow_ok, unique};
+use crate::registry::{registry_url, versions};
 
 #[test]
 fn demo_runs_end_to_end_with_identical_replay_and_drained_lag() {
     let out = tempfile::tempdir().unwrap();
+    let (orders, decisions) = (unique("demo-orders"), unique("demo-inventory"));
     let stdout = orderflow_ok(&[
         "demo",
         "--count",
@@ -12,9 +16,9 @@ fn demo_runs_end_to_end_with_identical_replay_and_drained_lag() {
         "--burst",
         "1500",
         "--orders-topic",
-        &unique("demo-orders"),
+        &orders,
         "--inventory-topic",
-        &unique("demo-inventory"),
+        &decisions,
         "--metrics-topic",
         &unique("demo-metrics"),
         "--inventory-group",
@@ -26,8 +30,13 @@ fn demo_runs_end_to_end_with_identical_replay_and_drained_lag() {
         "--out",
         out.path().to_str().unwrap(),
         "--no-local-kafka",
+        "--schema-registry",
+        &registry_url(),
     ]);
     assert!(stdout.contains("replay identical"), "{stdout}");
+    // It registered its schemas, and its services wrote the wire format.
+    assert_eq!(versions(&format!("{orders}-value")), [1]);
+    assert_eq!(versions(&format!("{decisions}-value")), [1]);
     // The API's part: a retry under its key is the same order, an order
     // for more than the stock is rejected, the others are decided.
     assert!(stdout.contains("202, the same order"), "{stdout}");

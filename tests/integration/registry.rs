@@ -4,10 +4,11 @@
 //! before it writes anything; an added optional field is a new version the
 //! registry takes, a changed type one it refuses.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::common::http::{get, post};
-use crate::common::{orderflow_command, orderflow_ok, run, Names};
+use crate::common::{brokers, json, orderflow_command, orderflow_ok, run, Names};
 
 /// Where the test registry listens (SCHEMA_REGISTRY_PORT, as the script).
 fn registry_addr() -> SocketAddr {
@@ -17,7 +18,7 @@ fn registry_addr() -> SocketAddr {
 
 const API: &str = "/apis/ccompat/v7";
 
-fn registry_url() -> String {
+pub fn registry_url() -> String {
     format!("http://{}{API}", registry_addr())
 }
 
@@ -48,7 +49,7 @@ fn register(subject: &str, body: &str) -> (u16, serde_json::Value) {
     (answer.status, answer.json())
 }
 
-fn versions(subject: &str) -> Vec<u64> {
+pub fn versions(subject: &str) -> Vec<u64> {
     let answer = get(
         registry_addr(),
         &format!("{API}/subjects/{subject}/versions"),
@@ -84,8 +85,13 @@ fn services_register_the_schemas_of_the_topics_they_write() {
         &url,
         "--schema-compatibility",
         "FULL",
+        "--format",
+        "json",
     ]);
-    orderflow_ok(&analytics);
+    // Analytics read inventory's framed decisions: every one counted.
+    let report = json(orderflow_ok(&analytics).as_bytes());
+    assert_eq!(report["total_orders"], 20, "{report}");
+    assert_eq!(report["malformed_events"], 0, "{report}");
 
     for (topic, layout, rule) in [
         (&names.orders, "OrderPlaced", "BACKWARD"),
@@ -224,5 +230,161 @@ fn an_unreachable_registry_is_an_error_naming_its_url() {
     assert!(
         stderr.contains("cannot reach the schema registry at http://127.0.0.1:1/apis/ccompat/v7"),
         "{stderr}"
+    );
+}
+
+/// Runs scripts/interop/confluent_json.py with the confluent-kafka that
+/// scripts/setup installs; its stdout's lines.
+fn confluent_json(args: &[&str]) -> Vec<String> {
+    let home = std::env::var("HOME").expect("HOME is set");
+    let python = std::path::Path::new(&home).join(".cache/orderflow/confluent-kafka/bin/python");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/confluent_json.py");
+    let mut command = std::process::Command::new(python);
+    command.arg(script).args(args);
+    let output = run(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "confluent_json.py {args:?}: {stderr}"
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads `count` records of `topic` with Confluent's JSONDeserializer.
+fn read_with_confluent(topic: &str, count: usize) -> Vec<serde_json::Value> {
+    let (brokers, url) = (brokers(), registry_url());
+    confluent_json(&["read", &brokers, &url, topic, &count.to_string()])
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn order_ids(records: &[serde_json::Value]) -> BTreeSet<String> {
+    records
+        .iter()
+        .map(|r| r["order_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn confluent_kafkas_deserializer_reads_and_validates_what_orderflow_writes() {
+    let names = Names::new("registry-confluent-reads");
+    names.create_topics();
+    let url = registry_url();
+    orderflow_ok(&[
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        "100",
+        "--schema-registry",
+        &url,
+    ]);
+    let mut inventory = names.inventory_args();
+    inventory.extend(["--exit-at-end", "--schema-registry", &url]);
+    let summary = orderflow_ok(&inventory);
+    assert!(
+        summary.contains("consumed 100,") && summary.contains("malformed 0 "),
+        "{summary}"
+    );
+
+    // Framed: a zero byte first, then the schema id.
+    for line in names
+        .cluster
+        .read_all(&names.inventory, "read_committed", &[])
+    {
+        let value = line.rsplit('\t').next().unwrap();
+        assert!(value.starts_with('\0'), "{value}");
+    }
+    let orders = read_with_confluent(&names.orders, 100);
+    let decisions = read_with_confluent(&names.inventory, 100);
+    assert!(orders.iter().all(|o| o["event_type"] == "OrderPlaced"));
+    assert!(decisions
+        .iter()
+        .all(|d| d["event_type"] == "InventoryChecked"));
+    assert_eq!(order_ids(&orders).len(), 100);
+    assert_eq!(order_ids(&orders), order_ids(&decisions));
+}
+
+#[test]
+fn orders_from_confluent_kafkas_serializer_are_decided_and_bad_frames_dead_lettered() {
+    let names = Names::new("registry-confluent-writes");
+    names.create_topics();
+    let (brokers, url) = (brokers(), registry_url());
+    let subject = format!("{}-value", names.orders);
+    // orderflow registers version 1 and places 30 orders.
+    orderflow_ok(&[
+        "produce",
+        "--orders-topic",
+        &names.orders,
+        "--count",
+        "30",
+        "--schema-registry",
+        &url,
+    ]);
+    let v1 = get(
+        registry_addr(),
+        &format!("{API}/subjects/{subject}/versions/1"),
+    )
+    .json();
+    let v1_id = v1["id"].as_u64().unwrap().to_string();
+
+    // Confluent's serializer places 30 with version 1...
+    let mut theirs: BTreeSet<String> =
+        confluent_json(&["produce", &brokers, &url, &names.orders, "30"])
+            .into_iter()
+            .collect();
+    // ...and, once another team has registered version 2 (an optional
+    // coupon), 10 with a coupon.
+    let with_coupon = our_schema_changed("OrderPlaced", |s| {
+        s["properties"]["coupon"] = serde_json::json!({ "type": "string", "maxLength": 32 });
+    });
+    assert_eq!(register(&subject, &with_coupon).0, 200);
+    let coupons = confluent_json(&[
+        "produce",
+        &brokers,
+        &url,
+        &names.orders,
+        "10",
+        r#"coupon="SPRING""#,
+    ]);
+    theirs.extend(coupons);
+    assert_eq!(theirs.len(), 40);
+    // Framed by hand: an id the registry never gave, and version 1's id on
+    // a record version 1 does not allow (a field it does not name).
+    let order = r#"{"event_type":"OrderPlaced","schema_version":1,"order_id":"00000000-0000-4000-8000-000000000001","customer_id":"c","items":[{"sku":"SKU-0001","quantity":1,"unit_price_cents":1}],"total_cents":1,"event_time":"2026-01-01T00:00:00.000Z","coupon":"X"}"#;
+    confluent_json(&["raw", &brokers, &names.orders, "999999", order]);
+    confluent_json(&["raw", &brokers, &names.orders, &v1_id, order]);
+
+    let mut inventory = names.inventory_args();
+    inventory.extend(["--exit-at-end", "--schema-registry", &url]);
+    let summary = orderflow_ok(&inventory);
+    assert!(summary.contains("consumed 72,"), "{summary}");
+    assert!(summary.contains("malformed 2 "), "{summary}");
+
+    // Every order Confluent's client placed is decided, as orderflow's are.
+    let decided = order_ids(&read_with_confluent(&names.inventory, 70));
+    assert_eq!(decided.len(), 70);
+    assert!(theirs.is_subset(&decided));
+
+    let dead = names.cluster.read_all(
+        &format!("{}.DLQ", names.orders),
+        "read_committed",
+        &["print.headers=true"],
+    );
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reasons = dead.join("\n");
+    assert!(
+        reasons.contains("schema id 999999 is unknown to the registry"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains(&format!("does not meet its schema (id {v1_id})")),
+        "{reasons}"
     );
 }

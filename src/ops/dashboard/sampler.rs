@@ -20,6 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::view::{rate, ApiView, GroupView, Sample, Throughput, WindowTable, WindowsView};
 use crate::config::KafkaSettings;
+use crate::contracts::wire;
 use crate::domain::events::WindowClosed;
 use crate::error::{KafkaResultExt, Result};
 use crate::kafka::admin::Admin;
@@ -226,7 +227,7 @@ impl Sampler {
                 break;
             };
             let message = polled.while_(format!("reading {topic}"))?;
-            match WindowClosed::decode(message.payload().unwrap_or_default()) {
+            match WindowClosed::decode(wire::json(message.payload().unwrap_or_default())) {
                 Ok(event) => self.windows.apply(&event),
                 Err(_) => {
                     unreadable.insert((message.partition(), message.offset()));

@@ -70,6 +70,9 @@ pub struct AnalyticsOptions {
     pub idle_timeout: Duration,
     /// Where the engines, closed windows and late events are counted.
     pub metrics: Arc<Metrics>,
+    /// The schema registry's framing and checks (`--schema-registry`);
+    /// the default is plain JSON.
+    pub schemas: crate::registry::Schemas,
 }
 
 /// The grace period `orderflow analytics` uses unless told otherwise.
@@ -150,6 +153,7 @@ pub async fn run(
 
     let stage = |group: &str, input: String, output: String, changelog: String| EngineOptions {
         hold_back: None,
+        schemas: options.schemas.clone(),
         group: group.to_owned(),
         input_topic: input,
         output_topics: vec![output],

@@ -26,6 +26,7 @@ use crate::engine::{classify, Class};
 use crate::error::{Error, KafkaResultExt, Result};
 use crate::kafka::clients;
 use crate::kafka::context::Logged;
+use crate::registry::Schemas;
 
 /// Records applied under one lock of the views at most.
 const BATCH: usize = 1_000;
@@ -37,6 +38,9 @@ pub struct Followed {
     /// A record's key and payload (empty: a tombstone) as an update;
     /// None: not a valid event of the topic, or not one the views keep.
     pub decode: fn(&[u8], &[u8]) -> Option<Update>,
+    /// Framed values are checked against their schemas first (one that
+    /// fails is skipped: inventory dead-letters it).
+    pub schemas: Schemas,
 }
 
 /// Reads `followed` into `views` until `stop` fires; tells the views once
@@ -84,7 +88,9 @@ pub fn follow(
                 Some(Ok(record)) => {
                     let key = record.key().unwrap_or_default();
                     let payload = record.payload().unwrap_or_default();
-                    updates.extend((followed.decode)(key, payload));
+                    if let Ok(json) = followed.schemas.read(payload)? {
+                        updates.extend((followed.decode)(key, json));
+                    }
                 }
                 // The end, under read_committed: the last stable offset.
                 Some(Err(KafkaError::PartitionEOF(partition))) => {

@@ -84,6 +84,9 @@ pub struct ApiOptions {
     /// The most memory the store's page cache takes.
     pub views_cache_bytes: usize,
     pub metrics: Arc<Metrics>,
+    /// The schema registry's framing and checks (`--schema-registry`);
+    /// the default is plain JSON.
+    pub schemas: crate::registry::Schemas,
 }
 
 /// The default of `--key-retention`: a day, as Stripe keeps its keys.
@@ -164,6 +167,7 @@ pub async fn run_telling(
             topic: options.orders_topic.clone(),
             partitions: orders_partitions,
             decode: |_, payload| OrderPlaced::decode(payload).ok().map(Update::Placed),
+            schemas: options.schemas.clone(),
         },
         Followed {
             topic: options.inventory_topic.clone(),
@@ -171,6 +175,7 @@ pub async fn run_telling(
                 .partitions_once_visible(&options.inventory_topic)
                 .await?,
             decode: |_, payload| InventoryChecked::decode(payload).ok().map(Update::Decided),
+            schemas: options.schemas.clone(),
         },
         Followed {
             topic: inventory::stock_changelog(&options.inventory_group),
@@ -178,6 +183,7 @@ pub async fn run_telling(
                 .partitions_once_visible(&inventory::stock_changelog(&options.inventory_group))
                 .await?,
             decode: |key, value| inventory::read_change(key, value).map(Update::Stock),
+            schemas: options.schemas.clone(),
         },
         Followed {
             topic: keys_changelog(group),
@@ -185,6 +191,7 @@ pub async fn run_telling(
                 .partitions_once_visible(&keys_changelog(group))
                 .await?,
             decode: key_update,
+            schemas: options.schemas.clone(),
         },
     ];
     let producer = producer::idempotent_within(settings, settings.timeout)?;
@@ -215,6 +222,7 @@ pub async fn run_telling(
         exit_at_end: false,
         metrics: Arc::clone(&options.metrics),
         hold_back: None,
+        schemas: options.schemas.clone(),
     };
     let mut task = KeysTask::new(
         keys_changelog(group),
@@ -234,6 +242,7 @@ pub async fn run_telling(
         views,
         producer,
         orders_topic: options.orders_topic.clone(),
+        schemas: options.schemas.clone(),
         keys_topic: keys_topic(group),
         timeout: settings.timeout,
         metrics: Arc::clone(&options.metrics),

@@ -43,6 +43,7 @@ use crate::domain::order_state::{OrderView, Progress};
 use crate::domain::placing::{check_key, KeyAnswer, KeyedOrder, OrderRequest};
 use crate::kafka::producer::{self, check_delivery, Producer};
 use crate::metrics::Metrics;
+use crate::registry::Schemas;
 
 /// The largest request body taken. An order of 100 lines is a few KB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -60,6 +61,9 @@ pub struct Api {
     pub views: Arc<Views>,
     pub producer: Producer,
     pub orders_topic: String,
+    /// Frames the orders it publishes with their schema's id
+    /// (`--schema-registry`).
+    pub schemas: Schemas,
     /// Where orders under an idempotency key go (the keys stage's input).
     pub keys_topic: String,
     /// How long Kafka may take to acknowledge an order before the request
@@ -198,7 +202,7 @@ async fn place_now(api: &Api, order: OrderPlaced) -> Result<Uuid, Problem> {
         api,
         &api.orders_topic,
         &order_id.to_string(),
-        &order.encode(),
+        &api.schemas.frame(&api.orders_topic, order.encode()),
     )
     .await?;
     remember(api, order);

@@ -68,6 +68,9 @@ pub struct InventoryOptions {
     pub commit_interval: Duration,
     /// Where the engines and the decisions are counted.
     pub metrics: Arc<Metrics>,
+    /// The schema registry's framing and checks (`--schema-registry`);
+    /// the default is plain JSON.
+    pub schemas: crate::registry::Schemas,
 }
 
 /// What a run committed.
@@ -198,6 +201,7 @@ pub async fn run(
             exit_at_end: options.exit_at_end,
             metrics: Arc::clone(&options.metrics),
             hold_back: None,
+            schemas: options.schemas.clone(),
         }
     };
     // The split stage is by far the fastest: with a backlog it would send
