@@ -276,6 +276,19 @@ impl Registry {
     }
 }
 
+/// What the converter's validation error says is wrong, without the
+/// record it quotes first (the dead letter holds the record): its list of
+/// violations, joined.
+fn violations(message: &str) -> String {
+    let list = message
+        .split_once(" because ")
+        .map_or(message, |(_, why)| why);
+    match serde_json::from_str::<Vec<String>>(list) {
+        Ok(violations) => violations.join("; "),
+        Err(_) => list.to_owned(),
+    }
+}
+
 /// The registry answered 404: no such subject or version.
 fn not_found(error: &SRCError) -> bool {
     let text = format!("{} {}", error.error, error.cause.as_deref().unwrap_or(""));
@@ -310,15 +323,9 @@ pub async fn register_all(
         tracing::info!(subject = %value_subject(topic), id, registry = registry.url(), "schema registered");
         ids.insert((*topic).to_owned(), id);
     }
-    let readers = Readers {
-        decoder: JsonDecoder::new(registry.settings.clone()),
-        runtime: tokio::runtime::Handle::current(),
-        url: registry.options.url.clone(),
-        timeout: registry.options.timeout,
-    };
     Ok(Schemas {
         ids: Arc::new(ids),
-        readers: Some(Arc::new(readers)),
+        readers: Some(Arc::new(Readers::of(&registry))),
     })
 }
 
@@ -385,6 +392,16 @@ struct Readers {
 }
 
 impl Readers {
+    /// Readers of `registry`'s schemas, on the current tokio runtime.
+    fn of(registry: &Registry) -> Self {
+        Self {
+            decoder: JsonDecoder::new(registry.settings.clone()),
+            runtime: tokio::runtime::Handle::current(),
+            url: registry.options.url.clone(),
+            timeout: registry.options.timeout,
+        }
+    }
+
     /// `json`, once it meets schema `id`. The schema is asked for again
     /// while the registry cannot answer, up to `--timeout`.
     fn check<'a>(&self, id: u32, json: &'a [u8]) -> Result<Result<&'a [u8], Refused>> {
@@ -401,7 +418,7 @@ impl Readers {
                         Ok(()) => Ok(json),
                         Err(e) => Err(format!(
                             "does not meet its schema (id {id}): {}",
-                            e.cause.as_deref().unwrap_or(&e.error)
+                            violations(&e.error)
                         )),
                     })
                 }
@@ -439,6 +456,50 @@ impl Readers {
             // meanwhile.
             Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(future)),
             Err(_) => self.runtime.block_on(future),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_leave_the_quoted_record_out() {
+        let message = r#"Value {"a":1} was not valid according to the schema because ["0 is less than the minimum of 1 at /q", "Additional properties are not allowed ('c' was unexpected)"]"#;
+        assert_eq!(
+            violations(message),
+            "0 is less than the minimum of 1 at /q; Additional properties are not allowed ('c' was unexpected)"
+        );
+        assert_eq!(violations("something else"), "something else");
+    }
+
+    /// A registry that does not answer (nothing listens on port 1) is an
+    /// error naming it once `--timeout` has passed, never a record set
+    /// aside; plain JSON needs no registry.
+    #[test]
+    fn a_schema_that_cannot_be_looked_up_is_an_error_naming_the_registry() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let url = "http://127.0.0.1:1/apis/ccompat/v7";
+        let registry = runtime
+            .block_on(async {
+                Registry::new(RegistryOptions {
+                    url: url.into(),
+                    credentials: None,
+                    compatibility: Compatibility::Backward,
+                    timeout: Duration::from_secs(1),
+                })
+            })
+            .unwrap();
+        let schemas = Schemas {
+            ids: Arc::default(),
+            readers: Some(Arc::new(runtime.block_on(async { Readers::of(&registry) }))),
+        };
+        assert_eq!(schemas.read(b"{}").unwrap(), Ok(&b"{}"[..]));
+        assert!(schemas.read(&[0, 0]).unwrap().is_err());
+        match schemas.read(&wire::frame(3, b"{}")) {
+            Err(Error::RegistryUnreachable { url: named, .. }) => assert_eq!(named, url),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -359,12 +359,23 @@ fn message_object(topic: &Topic, name: &str, references: &Map<String, Value>) ->
     let key_binding =
         |key: Value| json!({ "kafka": { "key": key, "bindingVersion": BINDING_VERSION } });
     match topic.payload {
-        Payload::Layout(layout) => json!({
-            "name": name,
-            "title": name,
-            "payload": references[layout],
-            "bindings": key_binding(json!({ "type": "string" })),
-        }),
+        Payload::Layout(layout) => {
+            let mut message = json!({
+                "name": name,
+                "title": name,
+                "payload": references[layout],
+                "bindings": key_binding(json!({ "type": "string" })),
+            });
+            if topic.owner.is_none() {
+                // A public topic: with `--schema-registry`, its values are
+                // framed with the id of their schema under `<topic>-value`.
+                let kafka = &mut message["bindings"]["kafka"];
+                kafka["schemaIdLocation"] = "payload".into();
+                kafka["schemaIdPayloadEncoding"] = "confluent".into();
+                kafka["schemaLookupStrategy"] = "TopicNameStrategy".into();
+            }
+            message
+        }
         Payload::State => json!({
             "name": name,
             "title": "A stage's state",
