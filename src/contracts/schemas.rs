@@ -174,28 +174,10 @@ pub fn dead_letter_headers() -> Value {
 mod tests {
     use super::*;
 
-    use chrono::{TimeZone, Utc};
-    use uuid::Uuid;
-
-    use crate::domain::events::{LineItem, RejectReason, Status, SCHEMA_VERSION};
+    use crate::domain::events::tests::order;
+    use crate::domain::events::{RejectReason, Status, SCHEMA_VERSION};
     use crate::domain::lines::{LineOutcome, LineRequest};
     use crate::domain::watermark::Progress;
-
-    fn order() -> OrderPlaced {
-        OrderPlaced {
-            event_type: OrderPlaced::EVENT_TYPE.into(),
-            schema_version: SCHEMA_VERSION,
-            order_id: Uuid::from_u128(7),
-            customer_id: "cust-1".into(),
-            items: vec![LineItem {
-                sku: "SKU-0001".into(),
-                quantity: 2,
-                unit_price_cents: 150,
-            }],
-            total_cents: 300,
-            event_time: Utc.timestamp_millis_opt(1_767_225_600_123).unwrap(),
-        }
-    }
 
     #[test]
     fn every_name_has_a_standalone_draft_2020_12_schema() {

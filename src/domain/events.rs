@@ -349,10 +349,11 @@ pub mod millis {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn order() -> OrderPlaced {
+    /// A valid order of two lines: the tests' fixture.
+    pub(crate) fn order() -> OrderPlaced {
         OrderPlaced {
             event_type: OrderPlaced::EVENT_TYPE.into(),
             schema_version: SCHEMA_VERSION,

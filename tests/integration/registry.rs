@@ -38,6 +38,20 @@ fn our_schema_changed(layout: &str, change: impl FnOnce(&mut serde_json::Value))
     serde_json::json!({ "schemaType": "JSON", "schema": schema.to_string() }).to_string()
 }
 
+/// OrderPlaced with an optional coupon: a BACKWARD-compatible version 2.
+fn with_coupon() -> String {
+    our_schema_changed("OrderPlaced", |s| {
+        s["properties"]["coupon"] = serde_json::json!({ "type": "string", "maxLength": 32 });
+    })
+}
+
+/// OrderPlaced with `customer_id` a number: a breaking change.
+fn customer_id_a_number() -> String {
+    our_schema_changed("OrderPlaced", |s| {
+        s["properties"]["customer_id"] = serde_json::json!({ "type": "integer" });
+    })
+}
+
 /// Posts a new version of `subject`: the registry's status and answer.
 fn register(subject: &str, body: &str) -> (u16, serde_json::Value) {
     let answer = post(
@@ -67,17 +81,29 @@ pub fn versions(subject: &str) -> Vec<u64> {
         .collect()
 }
 
+/// `count` orders published to the test's orders topic, with the registry.
+fn produce_with_registry(names: &Names, count: &str) -> String {
+    let url = registry_url();
+    let args = ["produce", "--orders-topic", &names.orders, "--count", count];
+    orderflow_ok(&[&args[..], &["--schema-registry", &url]].concat())
+}
+
+/// Inventory over the test's topics as a batch, with the registry: its
+/// summary.
+fn inventory_with_registry(names: &Names) -> String {
+    let url = registry_url();
+    let mut inventory = names.inventory_args();
+    inventory.extend(["--exit-at-end", "--schema-registry", &url]);
+    orderflow_ok(&inventory)
+}
+
 #[test]
 fn services_register_the_schemas_of_the_topics_they_write() {
     let names = Names::new("registry");
     names.create_topics();
     let url = registry_url();
-    let mut produce = vec!["produce", "--orders-topic", &names.orders, "--count", "20"];
-    produce.extend(["--schema-registry", &url]);
-    orderflow_ok(&produce);
-    let mut inventory = names.inventory_args();
-    inventory.extend(["--exit-at-end", "--schema-registry", &url]);
-    orderflow_ok(&inventory);
+    produce_with_registry(&names, "20");
+    inventory_with_registry(&names);
     let mut analytics = names.analytics_args();
     analytics.extend([
         "--exit-at-end",
@@ -119,7 +145,7 @@ fn services_register_the_schemas_of_the_topics_they_write() {
         assert_eq!(config["compatibilityLevel"], rule, "{subject}");
     }
     // A second start finds its schema registered: no new version.
-    orderflow_ok(&produce);
+    produce_with_registry(&names, "20");
     assert_eq!(versions(&format!("{}-value", names.orders)), [1]);
 }
 
@@ -129,9 +155,7 @@ fn a_schema_the_subjects_rule_refuses_stops_the_service_before_it_writes() {
     names.create_topics();
     let subject = format!("{}-value", names.orders);
     // Another team registered OrderPlaced with customer_id a number.
-    let theirs = our_schema_changed("OrderPlaced", |s| {
-        s["properties"]["customer_id"] = serde_json::json!({ "type": "integer" });
-    });
+    let theirs = customer_id_a_number();
     let (status, answer) = register(&subject, &theirs);
     assert_eq!(status, 200, "{answer}");
 
@@ -176,36 +200,22 @@ fn an_added_optional_field_is_a_new_version_and_a_changed_type_is_refused() {
     let names = Names::new("registry-evolve");
     names.create_topics();
     let subject = format!("{}-value", names.orders);
-    let url = registry_url();
-    let produce = [
-        "produce",
-        "--orders-topic",
-        &names.orders,
-        "--count",
-        "5",
-        "--schema-registry",
-        &url,
-    ];
-    orderflow_ok(&produce);
+    produce_with_registry(&names, "5");
 
     // Version 2: OrderPlaced with an optional coupon, BACKWARD-compatible.
-    let with_coupon = our_schema_changed("OrderPlaced", |s| {
-        s["properties"]["coupon"] = serde_json::json!({ "type": "string", "maxLength": 32 });
-    });
+    let with_coupon = with_coupon();
     let (status, answer) = register(&subject, &with_coupon);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(versions(&subject), [1, 2]);
 
     // A changed type breaks BACKWARD: the registry refuses it.
-    let retyped = our_schema_changed("OrderPlaced", |s| {
-        s["properties"]["customer_id"] = serde_json::json!({ "type": "integer" });
-    });
+    let retyped = customer_id_a_number();
     let (status, answer) = register(&subject, &retyped);
     assert_eq!(status, 409, "{answer}");
     assert_eq!(versions(&subject), [1, 2]);
 
     // This build's producer still starts: its schema is version 1.
-    orderflow_ok(&produce);
+    produce_with_registry(&names, "5");
     assert_eq!(versions(&subject), [1, 2]);
 }
 
@@ -275,19 +285,8 @@ fn order_ids(records: &[serde_json::Value]) -> BTreeSet<String> {
 fn confluent_kafkas_deserializer_reads_and_validates_what_orderflow_writes() {
     let names = Names::new("registry-confluent-reads");
     names.create_topics();
-    let url = registry_url();
-    orderflow_ok(&[
-        "produce",
-        "--orders-topic",
-        &names.orders,
-        "--count",
-        "100",
-        "--schema-registry",
-        &url,
-    ]);
-    let mut inventory = names.inventory_args();
-    inventory.extend(["--exit-at-end", "--schema-registry", &url]);
-    let summary = orderflow_ok(&inventory);
+    produce_with_registry(&names, "100");
+    let summary = inventory_with_registry(&names);
     assert!(
         summary.contains("consumed 100,") && summary.contains("malformed 0 "),
         "{summary}"
@@ -318,15 +317,7 @@ fn orders_from_confluent_kafkas_serializer_are_decided_and_bad_frames_dead_lette
     let (brokers, url) = (brokers(), registry_url());
     let subject = format!("{}-value", names.orders);
     // orderflow registers version 1 and places 30 orders.
-    orderflow_ok(&[
-        "produce",
-        "--orders-topic",
-        &names.orders,
-        "--count",
-        "30",
-        "--schema-registry",
-        &url,
-    ]);
+    produce_with_registry(&names, "30");
     let v1 = get(
         registry_addr(),
         &format!("{API}/subjects/{subject}/versions/1"),
@@ -341,9 +332,7 @@ fn orders_from_confluent_kafkas_serializer_are_decided_and_bad_frames_dead_lette
             .collect();
     // ...and, once another team has registered version 2 (an optional
     // coupon), 10 with a coupon.
-    let with_coupon = our_schema_changed("OrderPlaced", |s| {
-        s["properties"]["coupon"] = serde_json::json!({ "type": "string", "maxLength": 32 });
-    });
+    let with_coupon = with_coupon();
     assert_eq!(register(&subject, &with_coupon).0, 200);
     let coupons = confluent_json(&[
         "produce",
@@ -361,9 +350,7 @@ fn orders_from_confluent_kafkas_serializer_are_decided_and_bad_frames_dead_lette
     confluent_json(&["raw", &brokers, &names.orders, "999999", order]);
     confluent_json(&["raw", &brokers, &names.orders, &v1_id, order]);
 
-    let mut inventory = names.inventory_args();
-    inventory.extend(["--exit-at-end", "--schema-registry", &url]);
-    let summary = orderflow_ok(&inventory);
+    let summary = inventory_with_registry(&names);
     assert!(summary.contains("consumed 72,"), "{summary}");
     assert!(summary.contains("malformed 2 "), "{summary}");
 
