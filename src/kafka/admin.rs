@@ -39,6 +39,15 @@ fn is_timeout(error: &KafkaError) -> bool {
     )
 }
 
+/// What a topic is made of, as the cluster's metadata says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Its partition ids, in order.
+    pub partitions: Vec<i32>,
+    /// How many replicas its partitions have.
+    pub replication: i32,
+}
+
 /// A topic to create.
 #[derive(Debug, Clone)]
 pub struct TopicSpec {
@@ -109,6 +118,17 @@ impl Admin {
 
     /// The partition ids of `topic`, in order.
     pub fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+        Ok(self.layout(topic)?.partitions)
+    }
+
+    /// `partitions`, waiting up to the timeout for a topic that was just
+    /// created (see `layout_once_visible`).
+    pub async fn partitions_once_visible(&self, topic: &str) -> Result<Vec<i32>> {
+        Ok(self.layout_once_visible(topic).await?.partitions)
+    }
+
+    /// The partitions and replication of `topic`, from one metadata answer.
+    pub fn layout(&self, topic: &str) -> Result<Layout> {
         // Metadata for all topics: asking for one by name could auto-create it
         // on brokers with auto.create.topics.enable.
         let metadata = self
@@ -117,21 +137,29 @@ impl Admin {
             .fetch_metadata(None, self.settings.timeout)
             .while_("fetching cluster metadata")?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
-        let mut ids: Vec<i32> = match found {
+        match found {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                t.partitions().iter().map(|p| p.id()).collect()
+                let mut partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                partitions.sort_unstable();
+                let replication = t.partitions()[0].replicas().len() as i32;
+                Ok(Layout {
+                    partitions,
+                    replication,
+                })
             }
-            _ => return Err(Error::UnknownTopic(topic.to_owned())),
-        };
-        ids.sort_unstable();
-        Ok(ids)
+            _ => Err(Error::UnknownTopic(topic.to_owned())),
+        }
     }
 
-    /// `partitions`, waiting up to the timeout for a topic that was just
-    /// created: in a cluster, a broker's metadata can lag the controller's.
-    pub async fn partitions_once_visible(&self, topic: &str) -> Result<Vec<i32>> {
+    /// `layout`, waiting up to the timeout for a topic that was just
+    /// created: each metadata request goes to whichever broker librdkafka
+    /// picks, and a broker's metadata can lag the controller's (two
+    /// instances starting together on a loaded 3-node cluster: one made the
+    /// internal topics and saw them led, the other was then told by another
+    /// broker that they did not exist, and ended).
+    pub async fn layout_once_visible(&self, topic: &str) -> Result<Layout> {
         let found = wait::until_async(self.settings.timeout, ASK_AGAIN, || async {
-            match self.partitions(topic) {
+            match self.layout(topic) {
                 Err(Error::UnknownTopic(_)) => Ok(None),
                 found => found.map(Some),
             }
@@ -140,28 +168,13 @@ impl Admin {
         found.ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
     }
 
-    /// How many replicas the partitions of `topic` have.
-    pub fn replication_factor(&self, topic: &str) -> Result<i32> {
-        let metadata = self
-            .client
-            .inner()
-            .fetch_metadata(None, self.settings.timeout)
-            .while_("fetching cluster metadata")?;
-        metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .and_then(|t| t.partitions().first())
-            .map(|p| p.replicas().len() as i32)
-            .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
-    }
-
     /// Creates the topics a stream task needs beside its input, when missing:
     /// the dead-letter topic, and a compacted changelog with one partition per
     /// input partition. Both get the input's partition count and replication.
     pub async fn ensure_internal_topics(&self, input: &str, changelog: Option<&str>) -> Result<()> {
-        let partitions = self.partitions(input)?.len() as i32;
-        let replication = self.replication_factor(input)?;
+        let input_layout = self.layout_once_visible(input).await?;
+        let partitions = input_layout.partitions.len() as i32;
+        let replication = input_layout.replication;
         let mut specs = vec![TopicSpec::new(
             crate::engine::dlq_topic(input),
             partitions,

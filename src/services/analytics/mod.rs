@@ -128,12 +128,9 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<AnalyticsOutcome> {
     let admin = Admin::connect(settings)?;
-    let partitions = admin
-        .partitions_once_visible(&options.inventory_topic)
-        .await?
-        .len() as i32;
+    let layout = admin.layout_once_visible(&options.inventory_topic).await?;
+    let (partitions, replication) = (layout.partitions.len() as i32, layout.replication);
     let group = &options.group;
-    let replication = admin.replication_factor(&options.inventory_topic)?;
     // The merge topic has the input's partitions: as many merge tasks as
     // counting tasks can run in parallel. OrderMetrics is normally made by
     // `orderflow topics`; made here when missing, so that analytics alone

@@ -145,14 +145,14 @@ pub async fn run_telling(
 ) -> Result<ApiSummary> {
     let admin = Admin::connect(settings)?;
     let group = &options.group;
-    let orders_partitions = admin.partitions_once_visible(&options.orders_topic).await?;
+    let orders_layout = admin.layout_once_visible(&options.orders_topic).await?;
     // The keys topic has the orders topic's partitions: as many keys
     // stages as inventory's first stage can run in parallel.
     admin
         .create_topics(&[TopicSpec::new(
             keys_topic(group),
-            orders_partitions.len() as i32,
-            admin.replication_factor(&options.orders_topic)?,
+            orders_layout.partitions.len() as i32,
+            orders_layout.replication,
         )])
         .await?;
     admin
@@ -165,7 +165,7 @@ pub async fn run_telling(
     let followed = [
         Followed {
             topic: options.orders_topic.clone(),
-            partitions: orders_partitions,
+            partitions: orders_layout.partitions,
             decode: |_, payload| OrderPlaced::decode(payload).ok().map(Update::Placed),
             schemas: options.schemas.clone(),
         },

@@ -142,8 +142,8 @@ pub fn internal_topics(group: &str) -> Vec<String> {
 /// inventory that may not have started yet: made here, they are the same
 /// whichever service comes first.
 pub async fn create_internal_topics(admin: &Admin, orders_topic: &str, group: &str) -> Result<i32> {
-    let partitions = admin.partitions_once_visible(orders_topic).await?.len() as i32;
-    let replication = admin.replication_factor(orders_topic)?;
+    let layout = admin.layout_once_visible(orders_topic).await?;
+    let (partitions, replication) = (layout.partitions.len() as i32, layout.replication);
     // The internal topics have the input's partitions: as many tasks of
     // each stage as of the first can run in parallel.
     admin

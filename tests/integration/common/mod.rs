@@ -101,6 +101,15 @@ impl Cluster {
 
     /// Runs one of Kafka's own CLI tools through scripts/kafka; returns stdout.
     pub fn kafka_tool(&self, tool: &str, args: &[&str], input: Option<&str>) -> String {
+        stdout_of(
+            &format!("{tool} {args:?}"),
+            self.kafka_tool_output(tool, args, input),
+        )
+    }
+
+    /// What one of Kafka's tools printed and how it ended, for a caller
+    /// that expects it may fail (a cluster with a node restarting).
+    pub fn kafka_tool_output(&self, tool: &str, args: &[&str], input: Option<&str>) -> Output {
         let mut command = Command::new(kafka_script());
         command
             .arg(tool)
@@ -126,8 +135,7 @@ impl Cluster {
             let mut stdin = child.stdin.take().unwrap();
             stdin.write_all(input.as_bytes()).unwrap();
         }
-        let output = wait_with_limit(child, COMMAND_LIMIT);
-        stdout_of(&format!("{tool} {args:?}"), output)
+        wait_with_limit(child, COMMAND_LIMIT)
     }
 
     /// Every message of `topic` with the given isolation level, as lines
