@@ -28,9 +28,10 @@ use crate::kafka::context::Logged;
 /// transaction: one a SIGKILLed instance left stays open until its
 /// transaction timeout (10 s) and the broker's next sweep for timed-out
 /// transactions (every 10 s), later on a loaded machine; the group
-/// coordinator moving (NOT_COORDINATOR, retried for up to two minutes) stalls
-/// it too. Both end; an outage that does not is an error within this time.
-const RESTORE_STALL: Duration = Duration::from_secs(120);
+/// coordinator moving (NOT_COORDINATOR, retried for up to
+/// [`RETRY_FOR`](super::retry::RETRY_FOR)) stalls it too. Both end; an
+/// outage that does not is an error within this time.
+const RESTORE_STALL: Duration = super::retry::RETRY_FOR;
 
 /// How long a restore waits, at the end of a partition, for state that is
 /// behind the group's committed offset to catch up with it. Every batch

@@ -19,8 +19,13 @@ use crate::error::{Error, KafkaResultExt, Result};
 use crate::wait;
 
 /// How long a call is retried: past a transaction timeout, a coordinator's
-/// failover, and a broker restart.
-pub const RETRY_FOR: Duration = Duration::from_secs(120);
+/// failover, and a broker restart. Five minutes, Kafka Streams' default
+/// `task.timeout.ms` for the same thing: at two, a CI run on a loaded
+/// 2-core machine lost an instance while its 3-node cluster's brokers were
+/// SIGKILLed in turn (133 s of `init_transactions` timing out and being
+/// told CONCURRENT_TRANSACTIONS while the coordinator aborted the killed
+/// producer's transaction; the cluster never lost its quorum).
+pub const RETRY_FOR: Duration = Duration::from_secs(300);
 const PAUSE: Duration = Duration::from_millis(500);
 /// Timeouts in a row after which a transactional call is taken as stuck.
 pub const STUCK_AFTER: u32 = 3;
