@@ -278,12 +278,15 @@ fn the_dashboard_shows_a_demo_run_in_a_real_browser() {
             .unwrap()
             .sum("orderflow_http_requests_total") as u64;
         assert!(served >= 6, "{served}");
-        let page = wait_for_page(&browser, "the API's requests", |p| {
+        // A sample reads the API's counters and the topic's log end at
+        // different moments: one may count a request whose order is not in
+        // the topic's log end yet (a CI run's page showed 2,906 of 2,909).
+        let page = wait_for_page(&browser, "the API's requests and orders", |p| {
             p["api_requests"] == grouped(served).as_str()
+                && p["published"] == published(305).as_str()
         })
         .await;
         assert_eq!(page["api_instances"], "1", "{page:#}");
-        assert_eq!(page["published"], published(305).as_str(), "{page:#}");
 
         let png = browser.screenshot().await.unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
