@@ -110,10 +110,11 @@ impl Cluster {
     /// What one of Kafka's tools printed and how it ended, for a caller
     /// that expects it may fail (a cluster with a node restarting).
     pub fn kafka_tool_output(&self, tool: &str, args: &[&str], input: Option<&str>) -> Output {
+        // The connection flags go first: kafka-transactions takes them only
+        // before its subcommand, and the other tools anywhere.
         let mut command = Command::new(kafka_script());
         command
             .arg(tool)
-            .args(args)
             .arg("--bootstrap-server")
             .arg(&self.brokers);
         if let Some(login) = &self.sasl {
@@ -124,6 +125,7 @@ impl Cluster {
             };
             command.arg(flag).arg(&login.tool_config);
         }
+        command.args(args);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         command.stdin(if input.is_some() {
             Stdio::piped()
@@ -192,18 +194,48 @@ impl Cluster {
             }
             lines = self.read_all_within(topic, "read_committed", &[], silence);
         }
-        let mut per_partition = std::collections::BTreeMap::<&str, usize>::new();
-        for line in &lines {
-            *per_partition
-                .entry(line.split('\t').next().unwrap_or(""))
-                .or_default() += 1;
+        if lines.len() != expected {
+            panic!(
+                "{} messages read back from {topic} under read_committed, not {expected}; \
+                 per partition {:?}\n{}",
+                lines.len(),
+                per_partition(&lines),
+                self.why_short(topic)
+            );
         }
-        assert_eq!(
-            lines.len(),
-            expected,
-            "messages read back from {topic}; per partition {per_partition:?}"
-        );
         lines
+    }
+
+    /// What a short read_committed read of `topic` may be missing: every
+    /// message written, committed or not, per partition, and the producers
+    /// Kafka says hold a transaction open on each partition (an open
+    /// transaction holds read_committed consumers at its first offset).
+    fn why_short(&self, topic: &str) -> String {
+        let written = self.read_all(topic, "read_uncommitted", &[]);
+        let counts = per_partition(&written);
+        let mut why = format!(
+            "{} written, committed or not; per partition {counts:?}",
+            written.len()
+        );
+        for partition in counts.keys() {
+            let producers = self.kafka_tool_output(
+                "kafka-transactions",
+                &[
+                    "describe-producers",
+                    "--topic",
+                    topic,
+                    "--partition",
+                    partition,
+                ],
+                None,
+            );
+            why += &format!(
+                "\nproducers on partition {partition}:\n{}{}",
+                String::from_utf8_lossy(&producers.stdout),
+                String::from_utf8_lossy(&producers.stderr)
+            );
+        }
+        why
     }
 
     /// What kafka-consumer-groups says of `group`, by topic and partition.
@@ -742,6 +774,17 @@ pub fn kafka_tool(tool: &str, args: &[&str]) -> String {
 
 pub fn kafka_tool_with_input(tool: &str, args: &[&str], input: Option<&str>) -> String {
     Cluster::shared().kafka_tool(tool, args, input)
+}
+
+/// How many of `lines` ("partition\tkey\tvalue") each partition holds.
+fn per_partition(lines: &[String]) -> std::collections::BTreeMap<&str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in lines {
+        *counts
+            .entry(line.split('\t').next().unwrap_or(""))
+            .or_default() += 1;
+    }
+    counts
 }
 
 pub fn read_topic(topic: &str, expected: usize) -> Vec<String> {
