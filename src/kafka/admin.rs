@@ -116,6 +116,31 @@ impl Admin {
         &self.settings
     }
 
+    /// The metadata of every topic (asking for one by name could auto-create
+    /// it on brokers with auto.create.topics.enable). A cluster that gives no
+    /// answer within the timeout is named as unreachable, as at connect: it
+    /// answered the probe, so it is overloaded or has lost its brokers since.
+    fn metadata(&self) -> Result<rdkafka::metadata::Metadata> {
+        let timeout = self.settings.timeout;
+        self.client
+            .inner()
+            .fetch_metadata(None, timeout)
+            .map_err(|cause| {
+                if is_timeout(&cause) {
+                    Error::Unreachable {
+                        brokers: self.settings.brokers.clone(),
+                        timeout,
+                        detail: format!("a metadata request got no answer ({cause})"),
+                    }
+                } else {
+                    Error::Kafka {
+                        action: "fetching cluster metadata".into(),
+                        cause,
+                    }
+                }
+            })
+    }
+
     /// The partition ids of `topic`, in order.
     pub fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
         Ok(self.layout(topic)?.partitions)
@@ -129,13 +154,7 @@ impl Admin {
 
     /// The partitions and replication of `topic`, from one metadata answer.
     pub fn layout(&self, topic: &str) -> Result<Layout> {
-        // Metadata for all topics: asking for one by name could auto-create it
-        // on brokers with auto.create.topics.enable.
-        let metadata = self
-            .client
-            .inner()
-            .fetch_metadata(None, self.settings.timeout)
-            .while_("fetching cluster metadata")?;
+        let metadata = self.metadata()?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
         match found {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
@@ -202,11 +221,7 @@ impl Admin {
 
     /// Topics whose every partition has a leader: ready to be used.
     fn topics_with_leaders(&self) -> Result<Vec<String>> {
-        let metadata = self
-            .client
-            .inner()
-            .fetch_metadata(None, self.settings.timeout)
-            .while_("fetching cluster metadata")?;
+        let metadata = self.metadata()?;
         Ok(metadata
             .topics()
             .iter()
@@ -231,11 +246,7 @@ impl Admin {
     /// a moment (a broker down: the topic is still there).
     pub fn first_missing(&self, topics: &[String]) -> Result<Option<String>> {
         use rdkafka::types::RDKafkaRespErr;
-        let metadata = self
-            .client
-            .inner()
-            .fetch_metadata(None, self.settings.timeout)
-            .while_("fetching cluster metadata")?;
+        let metadata = self.metadata()?;
         let exists = |topic: &String| {
             metadata.topics().iter().any(|t| {
                 t.name() == topic
@@ -250,11 +261,7 @@ impl Admin {
 
     /// The names of all topics, Kafka's internal ones (`__…`) left out.
     pub fn topics(&self) -> Result<Vec<String>> {
-        let metadata = self
-            .client
-            .inner()
-            .fetch_metadata(None, self.settings.timeout)
-            .while_("fetching cluster metadata")?;
+        let metadata = self.metadata()?;
         let mut names: Vec<String> = metadata
             .topics()
             .iter()
