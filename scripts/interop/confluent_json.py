@@ -29,8 +29,16 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSe
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
+def registry_client(url):
+    """The registry's client, each request bounded: without a timeout its
+    HTTP client waits forever, and a CI run's reader once sat 240 s in a
+    recv() the registry never answered. A timed-out request is retried (on
+    a new connection) up to the client's max.retries, 3."""
+    return SchemaRegistryClient({"url": url, "timeout": 20})
+
+
 def read(brokers, registry, topic, count):
-    client = SchemaRegistryClient({"url": registry})
+    client = registry_client(registry)
     deserializer = JSONDeserializer(None, schema_registry_client=client)
     consumer = Consumer({
         "bootstrap.servers": brokers,
@@ -74,7 +82,7 @@ def order(extra):
 
 
 def produce(brokers, registry, topic, count, fields):
-    client = SchemaRegistryClient({"url": registry})
+    client = registry_client(registry)
     latest = client.get_latest_version(f"{topic}-value").schema
     serializer = JSONSerializer(
         latest.schema_str,
